@@ -1,0 +1,289 @@
+"""The pipeline: config -> guest images -> layout -> rendered assembly ->
+machine code -> static tables -> ELF image (+ GRUB ISO, report).
+
+`build()` computes everything in memory; `write_outputs()` writes the files
+through a temporary directory, so a failed build leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder import elf, hw, paging, tables, vmcs
+from builder.assemble import assemble
+from builder.config import Config
+from builder.errors import BuildError
+from builder.guest_images import HYPERCALLS, GuestImage, load as load_image
+from builder.layout import (CAPS_KINDS, GDT_ENTRIES, HV_BASE, IDT_GATE_SIZE, IDT_VECTORS,
+                            MSR_TABLE_ENTRY, TEXT_BUDGET, Layout, align_up, plan)
+from builder.render import PROJECT_ROOT, render
+from builder.structs import (CAPS, GUEST, GUEST_EXITED, GUEST_LINE_SIZE, GUEST_RUNNABLE,
+                             GUEST_STOPPED, HV, SAVED_REGISTERS)
+
+HV_TEMPLATE = "hv/hypervisor.s.j2"
+GRUB_CFG = PROJECT_ROOT / "qemu" / "grub.cfg"
+ISO_TIMEOUT_S = 120
+SEGMENT_GAP = 64 * 1024         # zeros worth a new ELF segment rather than file bytes
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    config: Config
+    layout: Layout
+    images: tuple[GuestImage, ...]
+    labels: dict[str, int]
+    code_size: int
+    text_size: int
+    elf: bytes
+
+    def report(self) -> str:
+        return _report(self)
+
+
+def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
+    """Every number the hypervisor templates may use, by name."""
+    constants = {**hw.asm_constants(), **GUEST.asm_constants(), **HV.asm_constants(),
+                 **CAPS.asm_constants()}
+    constants.update({f"LAYOUT_{name.upper()}": address for name, address in
+                      {**layout.rodata, **layout.rwdata}.items()})
+    # keystone keeps one symbol of [A + B] (see builder.assemble), so each
+    # global variable gets its absolute address as one name.
+    constants.update({f"HV_{name.upper()}_ADDR": layout.rwdata["hv"] + offset
+                      for name, offset in HV.offsets.items()})
+    for kind in (vmcs.Adjust.CR0, vmcs.Adjust.CR4):
+        for name, offset in CAPS.offsets.items():
+            address = layout.rwdata["caps"] + CAPS.size * kind + offset
+            constants[f"CAPS_{kind.name}_{name.upper()}_ADDR"] = address
+    constants["GUEST_UART_LCR"] = GUEST.offsets["uart_regs"] + hw.UART_LCR
+    constants.update(
+        LAYOUT_STACK_TOP=layout.stack_top,
+        LAYOUT_HV_PML4=layout.hv_tables["pml4"],
+        LAYOUT_GDT_LIMIT=GDT_ENTRIES * 8 - 1,
+        LAYOUT_IDT_LIMIT=IDT_VECTORS * IDT_GATE_SIZE - 1,
+        LAYOUT_END=layout.end,
+        LAYOUT_GUESTS_END=layout.rwdata["guests"] + len(layout.guests) * GUEST.size,
+        LAYOUT_HV_BASE=HV_BASE,
+        CAPS_KINDS=CAPS_KINDS,
+        CAPS_SIZE_SHIFT=CAPS.size.bit_length() - 1,
+        CAPS_STYLE_CONTROL=int(vmcs.CapsStyle.CONTROL),
+        CAPS_STYLE_FIXED=int(vmcs.CapsStyle.FIXED),
+        VMCS_COMMON_COUNT=layout.common_entries,
+        GUEST_COUNT=len(layout.guests),
+        GUEST_LINE_SIZE_BYTES=GUEST_LINE_SIZE,
+        GUEST_REGISTERS_SIZE=8 * len(SAVED_REGISTERS),
+        # panic_report's stack: 15 saved registers, vector, error code, CPU frame
+        PANIC_FRAME_VECTOR=15 * 8, PANIC_FRAME_ERROR=16 * 8, PANIC_FRAME_RIP=17 * 8,
+        PANIC_FRAME_RFLAGS=19 * 8, PANIC_FRAME_RSP=20 * 8,
+        GUEST_RUNNABLE=GUEST_RUNNABLE, GUEST_EXITED=GUEST_EXITED, GUEST_STOPPED=GUEST_STOPPED,
+        TIME_SLICE_CYCLES=config.hypervisor.time_slice,
+        MSR_TABLE_COUNT=len(tables.EMULATED_MSRS),
+        MSR_TABLE_ENTRY_SIZE=MSR_TABLE_ENTRY, MSR_ENTRY_FIELD=8, MSR_ENTRY_KIND=12,
+        SELECTOR_CODE64=vmcs.SELECTOR_CODE64, SELECTOR_DATA=vmcs.SELECTOR_DATA,
+        SELECTOR_CODE32=vmcs.SELECTOR_CODE32, SELECTOR_TSS=vmcs.SELECTOR_TSS,
+        HOST_CR0=vmcs.HOST_CR0, HOST_EFER=vmcs.HOST_EFER,
+        HV_SIGNATURE_EBX=int.from_bytes(hw.CPUID_HV_SIGNATURE[0:4], "little"),
+        HV_SIGNATURE_ECX=int.from_bytes(hw.CPUID_HV_SIGNATURE[4:8], "little"),
+        HV_SIGNATURE_EDX=int.from_bytes(hw.CPUID_HV_SIGNATURE[8:12], "little"),
+        **{f"MSR_KIND_{kind.name}": int(kind) for kind in tables.MsrKind},
+        **{f"HYPERCALL_{name}": number for name, number in HYPERCALLS.items()},
+    )
+    return constants
+
+
+def build(config: Config, *, test_hooks: frozenset[str] = frozenset()) -> BuildResult:
+    """Build the image for `config`.  `test_hooks` enables template blocks
+    that exist only for the boot tests (e.g. a deliberate hypervisor fault)."""
+    images = tuple(load_image(guest, f"{config.source}: guest[{i}]")
+                   for i, guest in enumerate(config.guests))
+    modes = [image.mode for image in images]
+    draft = plan(config, modes, 0, 0)
+    common_count = len(vmcs.common_entries(draft, {}))
+    guest_count = len(vmcs.guest_entries(draft.guests[0], images[0]))
+    layout = plan(config, modes, common_count, guest_count)
+
+    source = render(HV_TEMPLATE, asm_constants(config, layout), layout=layout,
+                    exception_names=hw.EXCEPTION_NAMES,
+                    exceptions_with_error_code=hw.EXCEPTIONS_WITH_ERROR_CODE,
+                    test_hooks=test_hooks, config=config)
+    assembly = assemble(source, layout.text, "hypervisor")
+    labels = assembly.labels
+    code = assembly.code + bytes(-len(assembly.code) % 8)
+    symtab_address = layout.text + len(code)
+    if labels.get("hv_symtab") != symtab_address:
+        raise AssertionError("hv/hypervisor.s.j2 must end with the hv_symtab label")
+    text = code + tables.symbol_table(symtab_address, labels)
+    if len(text) > TEXT_BUDGET:
+        raise AssertionError(f"hypervisor text is {len(text)} bytes, over its {TEXT_BUDGET} budget")
+
+    memory = _Memory()
+    memory.place(layout.text, text)
+    _place_static_data(memory, layout, labels, images)
+    segments = _segments(memory, layout, len(text))
+    image = elf.write_elf(segments, labels["boot_entry"], (layout.text, len(assembly.code)), labels)
+    return BuildResult(config, layout, images, labels, len(assembly.code), len(text), image)
+
+
+class _Memory:
+    """Sparse physical memory: bytes placed at addresses, read back by range."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[int, bytes]] = []
+
+    def place(self, address: int, data: bytes) -> None:
+        self.chunks.append((address, bytes(data)))
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes of [start, end) up to the last placed byte (the rest is zero)."""
+        inside = [(a, d) for a, d in self.chunks if start <= a and a + len(d) <= end]
+        top = max((a + len(d) for a, d in inside), default=start)
+        out = bytearray(top - start)
+        for address, data in inside:
+            out[address - start:address - start + len(data)] = data
+        return bytes(out)
+
+    def segments(self, start: int, end: int, flags: int) -> list[elf.LoadSegment]:
+        """Load segments that together zero-fill [start, end) and carry what
+        was placed there; long runs of zeros between placed bytes are left out
+        of the file (each segment's memory size reaches to the next one)."""
+        inside = sorted((a, a + len(d)) for a, d in self.chunks if start <= a and a + len(d) <= end)
+        runs: list[list[int]] = []
+        for low, high in inside:
+            if runs and low - runs[-1][1] < SEGMENT_GAP:
+                runs[-1][1] = max(runs[-1][1], high)
+            else:
+                runs.append([low, high])
+        if not runs or runs[0][0] > start:
+            runs.insert(0, [start, start])
+        bounds = [run[0] for run in runs[1:]] + [end]
+        return [elf.LoadSegment(low, self.read(low, high), bound - low, flags)
+                for (low, high), bound in zip(runs, bounds)]
+
+
+def _place_static_data(memory: _Memory, layout: Layout, labels: dict[str, int],
+                       images: tuple[GuestImage, ...]) -> None:
+    ro, rw = layout.rodata, layout.rwdata
+    dispatch, names, strings = tables.exit_tables(layout, labels)
+    memory.place(ro["idt"], tables.idt(labels))
+    memory.place(ro["exit_dispatch"], dispatch)
+    memory.place(ro["exit_names"], names)
+    memory.place(ro["strings"], strings)
+    memory.place(ro["caps_sources"], vmcs.pack_caps_sources())
+    memory.place(ro["msr_table"], tables.msr_table())
+    memory.place(ro["vmcs_common"], vmcs.pack(vmcs.common_entries(layout, labels)))
+    memory.place(rw["gdt"], tables.gdt(layout))
+    memory.place(rw["tss"], tables.tss(layout))
+    memory.place(rw["hv"], tables.hv_record(layout))
+    memory.place(rw["guests"], tables.guest_records(layout))
+    page = hw.PAGE_SIZE
+    every_port_and_msr = b"\xff" * page       # every bit set: every access exits
+    for bitmap in (layout.io_bitmap_a, layout.io_bitmap_b, layout.msr_bitmap):
+        memory.place(bitmap, every_port_and_msr)
+    for guest, image in zip(layout.guests, images):
+        memory.place(guest.vmcs_init, vmcs.pack(vmcs.guest_entries(guest, image)))
+        for address, table in paging.ept_tables(guest).items():
+            memory.place(address, table)
+        for segment in image.segments:
+            memory.place(guest.memory_base + segment.address, segment.data)
+        for gpa, data in tables.guest_startup(guest, image).items():
+            memory.place(guest.memory_base + gpa, data)
+
+
+def _hv_mappings(layout: Layout, text_size: int) -> list[tuple[int, int, int]]:
+    """What the hypervisor maps: its code executable, read-only data
+    no-execute, and writable data and stacks (not their guard pages)."""
+    present, writable, nx = hw.PTE_PRESENT, hw.PTE_WRITABLE, hw.PTE_NX
+    page = hw.PAGE_SIZE
+    mappings = [(layout.text, align_up(layout.text + text_size, page), present)]
+    for name, start, size in layout.regions:
+        end = align_up(start + size, page)
+        if name in ("text",) or "unmapped" in name:
+            continue
+        if start >= layout.mapped_end:
+            break
+        flags = present | nx if start < layout.rwdata["gdt"] else present | writable | nx
+        mappings.append((start - start % page, end, flags))
+    return mappings
+
+
+def _segments(memory: _Memory, layout: Layout, text_size: int) -> list[elf.LoadSegment]:
+    for address, table in paging.hypervisor_tables(layout, _hv_mappings(layout, text_size)).items():
+        memory.place(address, table)
+    rodata_start = layout.rodata["idt"]
+    rwdata_start = layout.rwdata["gdt"]
+    tables_start = layout.hv_tables["pml4"]
+    first_guest = layout.guests[0].memory_base
+    r, w, x = elf.PF_R, elf.PF_W, elf.PF_X
+    segments = [
+        elf.LoadSegment(layout.text, memory.read(layout.text, rodata_start), text_size, r | x),
+        elf.LoadSegment(rodata_start, memory.read(rodata_start, rwdata_start),
+                        rwdata_start - rodata_start, r),
+        elf.LoadSegment(rwdata_start, memory.read(rwdata_start, tables_start),
+                        tables_start - rwdata_start, r | w),
+        elf.LoadSegment(tables_start, memory.read(tables_start, first_guest),
+                        first_guest - tables_start, r),
+    ]
+    for guest in layout.guests:
+        segments += memory.segments(guest.memory_base, guest.memory_base + guest.memory_size,
+                                    r | w | x)
+    return segments
+
+
+def _report(result: BuildResult) -> str:
+    layout = result.layout
+    lines = [f"hvbuild report for {result.config.source}",
+             f"hypervisor code: {result.code_size} bytes; with symbol table: {result.text_size} bytes",
+             f"image: {len(result.elf)} bytes; machine memory needed: {layout.machine_memory >> 20} MiB",
+             "", "physical memory map:"]
+    for name, start, size in layout.regions:
+        lines.append(f"  {start:#010x}-{start + size:#010x}  {size:>9}  {name}")
+    lines += ["", "guests:"]
+    for guest, image in zip(layout.guests, result.images):
+        lines.append(f"  {guest.name}: {guest.memory_size >> 10} KiB at {guest.memory_base:#x}, "
+                     f"{image.mode.value} mode, entry {image.entry:#x}, VPID {guest.vpid}, "
+                     f"EPTP {guest.ept.pointer:#x}")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: BuildResult, out_dir: Path, *, iso: bool = True) -> list[Path]:
+    """Write hv.elf, build-report.txt and (unless `iso` is false) hv.iso."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".hvbuild-", dir=out_dir))
+    try:
+        (staging / "hv.elf").write_bytes(result.elf)
+        (staging / "build-report.txt").write_text(result.report())
+        if iso:
+            make_iso(staging / "hv.elf", staging / "hv.iso")
+        written = []
+        for item in sorted(staging.iterdir()):
+            target = out_dir / item.name
+            os.replace(item, target)
+            written.append(target)
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def make_iso(kernel: Path, iso: Path) -> None:
+    """A small GRUB rescue ISO that boots `kernel` with multiboot at once."""
+    tool = shutil.which("grub-mkrescue")
+    if tool is None:
+        raise BuildError("grub-mkrescue", "not found: install grub-pc-bin, xorriso and mtools "
+                         "(`make setup`), or pass --no-iso")
+    with tempfile.TemporaryDirectory(prefix="hvbuild-iso-") as tree:
+        boot = Path(tree) / "boot"
+        (boot / "grub").mkdir(parents=True)
+        shutil.copy(kernel, boot / "hv.elf")
+        shutil.copy(GRUB_CFG, boot / "grub" / "grub.cfg")
+        environment = {**os.environ, "SOURCE_DATE_EPOCH": "0"}
+        done = subprocess.run(
+            [tool, "--install-modules=multiboot normal iso9660 biosdisk", "--fonts=",
+             "--locales=", "--themes=", "-o", str(iso), tree],
+            capture_output=True, text=True, timeout=ISO_TIMEOUT_S, env=environment)
+        if done.returncode != 0 or not iso.is_file():
+            detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BuildError("grub-mkrescue", f"failed: {detail}")

@@ -1,0 +1,233 @@
+"""Stage 1: read a TOML config into a validated, frozen model.
+
+Every rule a config must follow is checked here, so that the later stages
+can trust the model.  A broken config raises `BuildError` naming the file
+and the key.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.errors import BuildError
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+GUEST_MEMORY_MIN = 64 * KIB
+GUEST_MEMORY_MAX = 1 * GIB
+GUEST_MEMORY_GRANULE = 4 * KIB          # one EPT page
+MAX_GUESTS = 32
+TIME_SLICE_MIN = 10_000
+TIME_SLICE_MAX = 1 << 40
+DEFAULT_TIME_SLICE = 200_000
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,14}")
+
+BUILTIN_GUESTS = ("heartbeat", "scanner", "prober")
+DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
+
+
+class StartMode(enum.Enum):
+    """The CPU mode a guest's first instruction runs in."""
+
+    REAL = "real"           # 16-bit real mode, CS:IP from the entry address
+    PROTECTED = "protected"  # 32-bit flat protected mode, paging off
+    LONG = "long"           # 64-bit mode, identity-mapped by build-time page tables
+
+
+@dataclass(frozen=True)
+class BuiltinImage:
+    """A demo guest rendered from `guests/<program>.s.j2`."""
+
+    program: str
+    heartbeats: int
+
+
+@dataclass(frozen=True)
+class ElfImage:
+    path: Path
+
+
+@dataclass(frozen=True)
+class FlatImage:
+    path: Path
+    load_address: int
+    entry: int
+
+
+GuestImageSpec = BuiltinImage | ElfImage | FlatImage
+
+
+@dataclass(frozen=True)
+class GuestConfig:
+    name: str
+    memory: int
+    image: GuestImageSpec
+    mode: StartMode | None      # None: taken from the image (ELF class, builtin)
+
+
+@dataclass(frozen=True)
+class HypervisorConfig:
+    time_slice: int             # TSC cycles per slice (VMX-preemption timer)
+    console: str
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str                 # file name for messages
+    hypervisor: HypervisorConfig
+    guests: tuple[GuestConfig, ...]
+
+
+def load(path: Path | None = None) -> Config:
+    """Read and validate a config file; `None` reads the embedded default."""
+    path = path or DEFAULT_CONFIG
+    label = path.name if path == DEFAULT_CONFIG else str(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise BuildError(str(path), f"cannot read config: {error.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise BuildError(label, f"not valid TOML: {error}") from None
+    return parse(raw, label, path.parent)
+
+
+def parse(raw: dict[str, Any], label: str, base_dir: Path) -> Config:
+    _check_keys(raw, {"hypervisor", "guest"}, label)
+    hv_raw = raw.get("hypervisor", {})
+    _check_type(hv_raw, dict, f"{label}: hypervisor", "a table")
+    hypervisor = _parse_hypervisor(hv_raw, f"{label}: hypervisor")
+    guests_raw = raw.get("guest")
+    if guests_raw is None:
+        raise BuildError(f"{label}: guest", "no guests: add at least one [[guest]] table")
+    _check_type(guests_raw, list, f"{label}: guest", "an array of tables ([[guest]])")
+    if len(guests_raw) > MAX_GUESTS:
+        raise BuildError(f"{label}: guest", f"{len(guests_raw)} guests; at most {MAX_GUESTS}")
+    guests = []
+    for index, guest_raw in enumerate(guests_raw):
+        where = f"{label}: guest[{index}]"
+        _check_type(guest_raw, dict, where, "a table")
+        guests.append(_parse_guest(guest_raw, where, base_dir))
+    seen: set[str] = set()
+    for index, guest in enumerate(guests):
+        if guest.name in seen:
+            raise BuildError(f"{label}: guest[{index}].name", f"duplicate guest name {guest.name!r}")
+        seen.add(guest.name)
+    return Config(label, hypervisor, tuple(guests))
+
+
+def _parse_hypervisor(raw: dict[str, Any], where: str) -> HypervisorConfig:
+    _check_keys(raw, {"time_slice", "console"}, where)
+    time_slice = raw.get("time_slice", DEFAULT_TIME_SLICE)
+    _check_int(time_slice, f"{where}.time_slice", TIME_SLICE_MIN, TIME_SLICE_MAX)
+    console = raw.get("console", "com1")
+    if console != "com1":
+        raise BuildError(f"{where}.console", f"unknown console {console!r}; supported: 'com1'")
+    return HypervisorConfig(time_slice, console)
+
+
+def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig:
+    _check_keys(raw, {"name", "memory", "builtin", "elf", "flat", "load_address",
+                      "entry", "mode", "heartbeats"}, where)
+    if "name" not in raw:
+        raise BuildError(f"{where}.name", "missing: every guest needs a name")
+    name = raw["name"]
+    _check_type(name, str, f"{where}.name", "a string")
+    if not NAME_PATTERN.fullmatch(name):
+        raise BuildError(f"{where}.name", f"{name!r} must be 1-15 characters of a-z, 0-9, '_', '-', "
+                         "starting with a letter")
+    memory = _parse_size(raw.get("memory", "1M"), f"{where}.memory")
+    mode = None
+    if "mode" in raw:
+        values = [m.value for m in StartMode]
+        if raw["mode"] not in values:
+            raise BuildError(f"{where}.mode", f"{raw['mode']!r} is not one of {values}")
+        mode = StartMode(raw["mode"])
+    image = _parse_image(raw, where, base_dir, mode)
+    return GuestConfig(name, memory, image, mode)
+
+
+def _parse_image(raw: dict[str, Any], where: str, base_dir: Path,
+                 mode: StartMode | None) -> GuestImageSpec:
+    kinds = [key for key in ("builtin", "elf", "flat") if key in raw]
+    if len(kinds) != 1:
+        raise BuildError(where, "give exactly one of 'builtin', 'elf' or 'flat' as the guest's image")
+    kind = kinds[0]
+    value = raw[kind]
+    _check_type(value, str, f"{where}.{kind}", "a string")
+    allowed_extra = {"builtin": {"heartbeats"}, "elf": set(), "flat": {"load_address", "entry"}}
+    for key in ("heartbeats", "load_address", "entry"):
+        if key in raw and key not in allowed_extra[kind]:
+            raise BuildError(f"{where}.{key}", f"only valid for a guest with "
+                             f"{'builtin' if key == 'heartbeats' else 'flat'} image")
+    if kind == "builtin":
+        if value not in BUILTIN_GUESTS:
+            raise BuildError(f"{where}.builtin", f"unknown builtin guest {value!r}; "
+                             f"choose one of {list(BUILTIN_GUESTS)}")
+        if mode not in (None, StartMode.PROTECTED):
+            raise BuildError(f"{where}.mode", "builtin guests start in 'protected' mode")
+        heartbeats = raw.get("heartbeats", 8)
+        _check_int(heartbeats, f"{where}.heartbeats", 0, 1_000_000)
+        return BuiltinImage(value, heartbeats)
+    path = (base_dir / value).resolve()
+    if not path.is_file():
+        raise BuildError(f"{where}.{kind}", f"no such file: {value}")
+    if kind == "elf":
+        return ElfImage(path)
+    if mode is None:
+        raise BuildError(f"{where}.mode", "missing: a flat image needs a start mode")
+    if "load_address" not in raw:
+        raise BuildError(f"{where}.load_address", "missing: a flat image needs a load address")
+    load_address = raw["load_address"]
+    _check_int(load_address, f"{where}.load_address", 0, GUEST_MEMORY_MAX)
+    entry = raw.get("entry", load_address)
+    _check_int(entry, f"{where}.entry", 0, GUEST_MEMORY_MAX)
+    return FlatImage(path, load_address, entry)
+
+
+def _parse_size(value: Any, where: str) -> int:
+    """Sizes are an integer of bytes or a string like "256K", "1M", "1G"."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"(\d+)\s*([KMG])i?B?", value.strip(), re.IGNORECASE)
+        if not match:
+            raise BuildError(where, f"{value!r} is not a size (write e.g. \"256K\" or \"4M\")")
+        size = int(match.group(1)) * {"K": KIB, "M": MIB, "G": GIB}[match.group(2).upper()]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        raise BuildError(where, f"{value!r} is not a size (write e.g. \"256K\" or \"4M\")")
+    if size < GUEST_MEMORY_MIN:
+        raise BuildError(where, f"{size} bytes is too small; a guest needs at least "
+                         f"{GUEST_MEMORY_MIN // KIB}K")
+    if size > GUEST_MEMORY_MAX:
+        raise BuildError(where, f"{size} bytes is too large; at most {GUEST_MEMORY_MAX // MIB}M per guest")
+    if size % GUEST_MEMORY_GRANULE:
+        raise BuildError(where, f"{size} bytes is not a multiple of 4K")
+    return size
+
+
+def _check_keys(raw: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            raise BuildError(f"{where}.{key}" if ":" in where else f"{where}: {key}",
+                             f"unknown key; expected one of {sorted(allowed)}")
+
+
+def _check_type(value: Any, kind: type, where: str, description: str) -> None:
+    if not isinstance(value, kind):
+        raise BuildError(where, f"must be {description}, not {type(value).__name__}")
+
+
+def _check_int(value: Any, where: str, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BuildError(where, f"must be an integer, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise BuildError(where, f"{value} is out of range [{low}, {high}]")

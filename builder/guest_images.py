@@ -1,0 +1,149 @@
+"""Stage 2: turn each guest's image spec into bytes at guest-physical addresses.
+
+A guest image is a list of segments (guest-physical address, bytes), an
+entry point and a start mode.  Builtin demo guests are rendered from
+`guests/` and assembled; ELF files are read with pyelftools (each PT_LOAD
+segment at its physical address, the entry from the header); flat binaries
+go to their configured load address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from builder import hw
+from builder.assemble import assemble
+from builder.config import BuiltinImage, ElfImage, FlatImage, GuestConfig, StartMode
+from builder.errors import BuildError
+from builder.layout import startup_layout
+from builder.render import render
+
+BUILTIN_LOAD_ADDRESS = 0x1000       # page 0 stays empty, so null pointers fault in the guest
+HEARTBEAT_DELAY = 300_000           # busy-wait iterations between heartbeats: several time slices
+# Hypercalls: VMCALL with the number in EAX (see README, "The guest's view").
+HYPERCALLS = {"EXIT": 0, "YIELD": 1}
+# What the prober guest tries (guests/prober.s.j2)
+PROBE_PORT = 0x64                   # the keyboard controller, not emulated
+PROBE_MSR_VALUE = 0x5EED1000
+GUEST_CODE_SELECTOR = 0x08          # the start-up GDT's 32-bit code segment
+INTERRUPT_GATE_32 = 0x8E00          # present, DPL 0, 32-bit interrupt gate (SDM Vol. 3A 6.11)
+IDT_GATE_32_SIZE = 8
+PROBE_IDT_VECTORS = 32
+REAL_MODE_LIMIT = 0x100000
+
+# The secret the heartbeat guest plants and the scanner looks for.  The
+# scanner's code holds it only masked, so its own memory never contains it.
+SECRET = bytes.fromhex("5ec7e75ec7e75ec7c0ffee11d00dfeed")
+SECRET_MASK = bytes.fromhex("a5a5a5a55a5a5a5a3c3c3c3cc3c3c3c3")
+
+
+@dataclass(frozen=True)
+class Segment:
+    address: int        # guest-physical
+    data: bytes
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    segments: tuple[Segment, ...]
+    entry: int
+    mode: StartMode
+
+
+def secret_words() -> dict[str, int]:
+    """The secret as four dwords, plain and masked, for the demo templates."""
+    words = {}
+    for i in range(4):
+        plain = int.from_bytes(SECRET[4 * i:4 * i + 4], "little")
+        mask = int.from_bytes(SECRET_MASK[4 * i:4 * i + 4], "little")
+        words[f"SECRET_{i}"] = plain
+        words[f"SECRET_MASK_{i}"] = mask
+        words[f"SECRET_MASKED_{i}"] = plain ^ mask
+    return words
+
+
+def load(guest: GuestConfig, where: str) -> GuestImage:
+    """Load `guest`'s image and check that it fits the guest's memory."""
+    spec = guest.image
+    if isinstance(spec, BuiltinImage):
+        image = _builtin(guest, spec, where)
+    elif isinstance(spec, ElfImage):
+        image = _elf(spec, guest.mode, f"{where}.elf")
+    else:
+        image = _flat(spec, guest.mode, f"{where}.flat")
+    check_fits(image, guest, where)
+    return image
+
+
+def usable_top(mode: StartMode, memory: int) -> int:
+    """End of the guest memory an image may use: its start-up tables follow."""
+    top = startup_layout(mode, memory).usable_top
+    return memory if top < 0 else top
+
+
+def _builtin(guest: GuestConfig, spec: BuiltinImage, where: str) -> GuestImage:
+    top = usable_top(StartMode.PROTECTED, guest.memory)
+    constants = {**hw.asm_constants(), **secret_words(),
+                 **{f"HYPERCALL_{name}": number for name, number in HYPERCALLS.items()},
+                 "GUEST_MEMORY_SIZE": guest.memory, "GUEST_STACK_TOP": top,
+                 "SECRET_ADDRESS": guest.memory // 2, "HEARTBEATS": spec.heartbeats,
+                 "HEARTBEAT_DELAY": HEARTBEAT_DELAY, "PROBE_PORT": PROBE_PORT,
+                 "PROBE_MSR": hw.IA32_APIC_BASE, "PROBE_MSR_VALUE": PROBE_MSR_VALUE,
+                 "PROBE_CODE_SELECTOR": GUEST_CODE_SELECTOR,
+                 "PROBE_INTERRUPT_GATE": INTERRUPT_GATE_32,
+                 "PROBE_GATE_UD": IDT_GATE_32_SIZE * hw.VECTOR_UD,
+                 "PROBE_GATE_GP": IDT_GATE_32_SIZE * hw.VECTOR_GP,
+                 "PROBE_IDT_SIZE": IDT_GATE_32_SIZE * PROBE_IDT_VECTORS,
+                 "PROBE_IDT_LIMIT": IDT_GATE_32_SIZE * PROBE_IDT_VECTORS - 1,
+                 "OUT_OF_BOUNDS_ADDRESS": guest.memory}
+    source = render(f"guests/{spec.program}.s.j2", constants, name=guest.name)
+    code = assemble(source, BUILTIN_LOAD_ADDRESS, f"{where}.builtin ({spec.program})").code
+    return GuestImage((Segment(BUILTIN_LOAD_ADDRESS, code),), BUILTIN_LOAD_ADDRESS,
+                      StartMode.PROTECTED)
+
+
+def _elf(spec: ElfImage, mode: StartMode | None, where: str) -> GuestImage:
+    try:
+        with open(spec.path, "rb") as stream:
+            elf = ELFFile(stream)
+            if elf["e_machine"] not in ("EM_386", "EM_X86_64"):
+                raise BuildError(where, f"{spec.path.name}: machine {elf['e_machine']} is not x86")
+            segments = tuple(
+                Segment(segment["p_paddr"],
+                        segment.data() + bytes(segment["p_memsz"] - segment["p_filesz"]))
+                for segment in elf.iter_segments()
+                if segment["p_type"] == "PT_LOAD" and segment["p_memsz"] > 0)
+            entry = elf["e_entry"]
+            default_mode = StartMode.LONG if elf.elfclass == 64 else StartMode.PROTECTED
+    except ELFError as error:
+        raise BuildError(where, f"{spec.path.name}: not a valid ELF file ({error})") from None
+    except OSError as error:
+        raise BuildError(where, f"{spec.path.name}: {error.strerror}") from None
+    if not segments:
+        raise BuildError(where, f"{spec.path.name}: no PT_LOAD segment to load")
+    return GuestImage(segments, entry, mode or default_mode)
+
+
+def _flat(spec: FlatImage, mode: StartMode | None, where: str) -> GuestImage:
+    assert mode is not None  # config requires it for flat images
+    data = spec.path.read_bytes()
+    if not data:
+        raise BuildError(where, f"{spec.path.name}: file is empty")
+    return GuestImage((Segment(spec.load_address, data),), spec.entry, mode)
+
+
+def check_fits(image: GuestImage, guest: GuestConfig, where: str) -> None:
+    top = usable_top(image.mode, guest.memory)
+    for segment in image.segments:
+        end = segment.address + len(segment.data)
+        if end > top:
+            what = "its memory" if top == guest.memory else "its memory below the start-up tables"
+            raise BuildError(where, f"segment [{segment.address:#x}, {end:#x}) lies outside "
+                             f"{what} [0, {top:#x})")
+    if not any(s.address <= image.entry < s.address + len(s.data) for s in image.segments):
+        raise BuildError(where, f"entry point {image.entry:#x} is not inside any loaded segment")
+    if image.mode is StartMode.REAL and image.entry >= REAL_MODE_LIMIT:
+        raise BuildError(where, f"entry point {image.entry:#x} is beyond real mode's 1 MiB")

@@ -1,0 +1,400 @@
+"""Hardware constants: the one place where an architectural number is written.
+
+Every value here is named as in the Intel SDM (Vol. 3) or the relevant
+device data sheet, grouped by the structure it belongs to, with the section
+that defines it.  The builder uses these to compute tables; the assembly
+templates receive them as generated `.set` lines (see `asm_constants`), so
+no template ever spells a number that belongs here.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+def bit(n: int) -> int:
+    return 1 << n
+
+
+# --- CPUID (SDM Vol. 2A, CPUID instruction) -------------------------------
+CPUID_FEATURES_LEAF = 0x1
+CPUID_1_ECX_VMX_BIT = 5
+CPUID_1_ECX_VMX = bit(CPUID_1_ECX_VMX_BIT)
+CPUID_1_ECX_HYPERVISOR = bit(31)          # reserved for hypervisors, reads 0 on bare metal
+CPUID_EXT_FEATURES_LEAF = 0x80000001
+CPUID_80000001_EDX_NX = bit(20)
+CPUID_80000001_EDX_LM = bit(29)
+CPUID_HV_LEAF_BASE = 0x40000000           # hypervisor leaves 0x40000000-0x4FFFFFFF
+CPUID_HV_LEAF_LAST = 0x4FFFFFFF
+CPUID_HV_SIGNATURE = b"HVBUILD  VMM"      # 12 bytes returned in EBX, ECX, EDX of 0x40000000
+
+# --- Control registers (SDM Vol. 3A 2.5) ----------------------------------
+CR0_PE = bit(0)
+CR0_ET = bit(4)
+CR0_NE = bit(5)
+CR0_WP = bit(16)
+CR0_NW = bit(29)
+CR0_CD = bit(30)
+CR0_PG = bit(31)
+CR4_PAE = bit(5)
+CR4_VMXE = bit(13)
+
+# --- RFLAGS (SDM Vol. 1 3.4.3) ---------------------------------------------
+RFLAGS_RESERVED_1 = bit(1)
+
+# --- MSRs (SDM Vol. 4, chapter 2) -----------------------------------------
+IA32_TSC = 0x10
+IA32_APIC_BASE = 0x1B
+IA32_FEATURE_CONTROL = 0x3A
+IA32_SYSENTER_CS = 0x174
+IA32_SYSENTER_ESP = 0x175
+IA32_SYSENTER_EIP = 0x176
+IA32_VMX_BASIC = 0x480
+IA32_VMX_MISC = 0x485
+IA32_VMX_CR0_FIXED0 = 0x486
+IA32_VMX_CR0_FIXED1 = 0x487
+IA32_VMX_CR4_FIXED0 = 0x488
+IA32_VMX_CR4_FIXED1 = 0x489
+IA32_VMX_PROCBASED_CTLS2 = 0x48B
+IA32_VMX_EPT_VPID_CAP = 0x48C
+IA32_VMX_TRUE_PINBASED_CTLS = 0x48D
+IA32_VMX_TRUE_PROCBASED_CTLS = 0x48E
+IA32_VMX_TRUE_EXIT_CTLS = 0x48F
+IA32_VMX_TRUE_ENTRY_CTLS = 0x490
+IA32_EFER = 0xC0000080
+IA32_FS_BASE = 0xC0000100
+IA32_GS_BASE = 0xC0000101
+
+FEATURE_CONTROL_LOCK = bit(0)             # SDM Vol. 3C 23.7
+FEATURE_CONTROL_VMX_OUTSIDE_SMX = bit(2)
+VMX_BASIC_REVISION_MASK = 0x7FFFFFFF      # SDM Vol. 3D A.1
+VMX_MISC_PREEMPTION_RATE_MASK = 0x1F      # SDM Vol. 3D A.6: timer ticks every 2^rate TSC
+EPT_VPID_CAP_INVEPT_ALL_CONTEXT = bit(26)  # SDM Vol. 3D A.10
+EPT_VPID_CAP_INVVPID_ALL_CONTEXT = bit(42)
+INVEPT_ALL_CONTEXT = 2                    # SDM Vol. 3C 30.3 INVEPT types
+INVVPID_ALL_CONTEXT = 2
+
+EFER_SCE = bit(0)                         # SDM Vol. 3A 2.2.1
+EFER_LME = bit(8)
+EFER_LMA_BIT = 10
+EFER_LMA = bit(EFER_LMA_BIT)
+EFER_NXE = bit(11)
+EFER_GUEST_WRITABLE = EFER_SCE | EFER_LME | EFER_NXE
+EFER_GUEST_RESERVED = ~(EFER_GUEST_WRITABLE | EFER_LMA) & (1 << 64) - 1   # WRMSR: #GP if set
+
+# --- Paging (SDM Vol. 3A 4.5, tables 4-14 ff.) ------------------------------
+PAGE_SIZE = 0x1000
+LARGE_PAGE_SIZE = 0x200000
+PTE_PRESENT = bit(0)
+PTE_WRITABLE = bit(1)
+PTE_USER = bit(2)
+PTE_LARGE = bit(7)
+PTE_NX = bit(63)
+ENTRIES_PER_TABLE = 512
+
+# --- EPT (SDM Vol. 3C 29.3.2, 29.3.7) -------------------------------------
+EPT_READ = bit(0)
+EPT_WRITE = bit(1)
+EPT_EXECUTE = bit(2)
+EPT_RWX = EPT_READ | EPT_WRITE | EPT_EXECUTE
+EPT_MEMTYPE_WB = 6
+EPT_MEMTYPE_SHIFT = 3                     # leaf bits 5:3
+EPTP_MEMTYPE_WB = 6                       # SDM Vol. 3C 25.6.11: EPTP bits 2:0
+EPTP_WALK_LENGTH_4 = (4 - 1) << 3         # EPTP bits 5:3 = walk length - 1
+EPT_QUAL_READ = bit(0)                    # SDM Vol. 3C table 28-7
+EPT_QUAL_WRITE = bit(1)
+EPT_QUAL_FETCH = bit(2)
+
+# --- Segment descriptors and VMX access rights (SDM Vol. 3A 3.4.5, 3C 25.4.1)
+AR_TYPE_DATA_RW_ACCESSED = 0x3
+AR_TYPE_CODE_RX_ACCESSED = 0xB
+AR_TYPE_TSS_BUSY_32 = 0xB
+AR_TYPE_LDT = 0x2
+AR_S = bit(4)                             # code/data (not system) descriptor
+AR_P = bit(7)
+AR_L = bit(13)                            # 64-bit code segment
+AR_DB = bit(14)
+AR_G = bit(15)
+AR_UNUSABLE = bit(16)                     # VMX-only: "segment unusable"
+
+# --- Legacy devices (PC/AT and 16550 data sheets) --------------------------
+COM1_BASE = 0x3F8
+UART_PORT_COUNT = 8
+UART_THR = 0          # transmit holding (write), receive buffer (read); DLL when DLAB=1
+UART_IER = 1          # interrupt enable; DLM when DLAB=1
+UART_IIR = 2          # interrupt identification (read), FIFO control (write)
+UART_LCR = 3
+UART_MCR = 4
+UART_LSR = 5
+UART_MSR = 6
+UART_SCR = 7
+UART_LCR_DLAB = bit(7)
+UART_LCR_8N1 = 0x03
+UART_LSR_THRE = bit(5)
+UART_LSR_TEMT = bit(6)
+UART_IIR_NO_INTERRUPT = bit(0)
+UART_MSR_IDLE = 0xB0                      # DCD, DSR, CTS asserted: a cable is attached
+UART_MCR_DTR_RTS_OUT2 = 0x0B
+UART_DIVISOR_115200 = 1
+PIC_MASTER_DATA = 0x21                    # 8259A interrupt mask registers
+PIC_SLAVE_DATA = 0xA1
+PIC_MASTER_CMD = 0x20
+PIC_SLAVE_CMD = 0xA0
+PIC_MASK_ALL = 0xFF
+PIC_EOI = 0x20
+BOCHS_SHUTDOWN_PORT = 0x8900              # Bochs: "Shutdown" written here ends the emulator
+QEMU_DEBUG_EXIT_PORT = 0xF4               # QEMU isa-debug-exit, when configured
+QEMU_DEBUG_EXIT_VALUE = 0x10              # QEMU exits with (0x10 << 1) | 1 = 33
+
+# --- Text on the console (ASCII) -------------------------------------------
+ASCII_NEWLINE = 0x0A
+ASCII_CARRIAGE_RETURN = 0x0D
+ASCII_PRINTABLE_FIRST = 0x20
+ASCII_PRINTABLE_LAST = 0x7E
+ASCII_REPLACEMENT = ord(".")              # shown for a guest's unprintable bytes
+
+# --- Multiboot v1 (Multiboot Specification 0.6.96, 3.1.1 and 3.3) ----------
+MULTIBOOT_HEADER_MAGIC = 0x1BADB002
+MULTIBOOT_BOOTLOADER_MAGIC = 0x2BADB002
+MULTIBOOT_FLAG_PAGE_ALIGN = bit(0)
+MULTIBOOT_FLAG_MEMORY_INFO = bit(1)
+MULTIBOOT_INFO_MEM_VALID = bit(0)
+MULTIBOOT_INFO_FLAGS_OFFSET = 0
+MULTIBOOT_INFO_MEM_UPPER_OFFSET = 8       # KiB of memory from 1 MiB up to the first hole
+MULTIBOOT_SEARCH_LIMIT = 8192             # header must lie in the first 8 KiB of the file
+
+
+# --- VMCS field encodings (SDM Vol. 3D appendix B) --------------------------
+class Vmcs(enum.IntEnum):
+    VIRTUAL_PROCESSOR_ID = 0x0000
+    GUEST_ES_SELECTOR = 0x0800
+    GUEST_CS_SELECTOR = 0x0802
+    GUEST_SS_SELECTOR = 0x0804
+    GUEST_DS_SELECTOR = 0x0806
+    GUEST_FS_SELECTOR = 0x0808
+    GUEST_GS_SELECTOR = 0x080A
+    GUEST_LDTR_SELECTOR = 0x080C
+    GUEST_TR_SELECTOR = 0x080E
+    HOST_ES_SELECTOR = 0x0C00
+    HOST_CS_SELECTOR = 0x0C02
+    HOST_SS_SELECTOR = 0x0C04
+    HOST_DS_SELECTOR = 0x0C06
+    HOST_FS_SELECTOR = 0x0C08
+    HOST_GS_SELECTOR = 0x0C0A
+    HOST_TR_SELECTOR = 0x0C0C
+    IO_BITMAP_A = 0x2000
+    IO_BITMAP_B = 0x2002
+    MSR_BITMAP = 0x2004
+    EPT_POINTER = 0x201A
+    GUEST_PHYSICAL_ADDRESS = 0x2400
+    VMCS_LINK_POINTER = 0x2800
+    GUEST_IA32_EFER = 0x2806
+    HOST_IA32_EFER = 0x2C02
+    PIN_BASED_VM_EXEC_CONTROL = 0x4000
+    CPU_BASED_VM_EXEC_CONTROL = 0x4002
+    EXCEPTION_BITMAP = 0x4004
+    VM_EXIT_CONTROLS = 0x400C
+    VM_ENTRY_CONTROLS = 0x4012
+    VM_ENTRY_INTR_INFO_FIELD = 0x4016
+    VM_ENTRY_EXCEPTION_ERROR_CODE = 0x4018
+    SECONDARY_VM_EXEC_CONTROL = 0x401E
+    VM_INSTRUCTION_ERROR = 0x4400
+    VM_EXIT_REASON = 0x4402
+    VM_EXIT_INTR_INFO = 0x4404
+    VM_EXIT_INSTRUCTION_LEN = 0x440C
+    GUEST_ES_LIMIT = 0x4800
+    GUEST_CS_LIMIT = 0x4802
+    GUEST_SS_LIMIT = 0x4804
+    GUEST_DS_LIMIT = 0x4806
+    GUEST_FS_LIMIT = 0x4808
+    GUEST_GS_LIMIT = 0x480A
+    GUEST_LDTR_LIMIT = 0x480C
+    GUEST_TR_LIMIT = 0x480E
+    GUEST_GDTR_LIMIT = 0x4810
+    GUEST_IDTR_LIMIT = 0x4812
+    GUEST_ES_AR_BYTES = 0x4814
+    GUEST_CS_AR_BYTES = 0x4816
+    GUEST_SS_AR_BYTES = 0x4818
+    GUEST_DS_AR_BYTES = 0x481A
+    GUEST_FS_AR_BYTES = 0x481C
+    GUEST_GS_AR_BYTES = 0x481E
+    GUEST_LDTR_AR_BYTES = 0x4820
+    GUEST_TR_AR_BYTES = 0x4822
+    GUEST_INTERRUPTIBILITY_INFO = 0x4824
+    GUEST_ACTIVITY_STATE = 0x4826
+    GUEST_SYSENTER_CS = 0x482A
+    VMX_PREEMPTION_TIMER_VALUE = 0x482E
+    CR0_GUEST_HOST_MASK = 0x6000
+    CR4_GUEST_HOST_MASK = 0x6002
+    CR0_READ_SHADOW = 0x6004
+    CR4_READ_SHADOW = 0x6006
+    EXIT_QUALIFICATION = 0x6400
+    GUEST_CR0 = 0x6800
+    GUEST_CR3 = 0x6802
+    GUEST_CR4 = 0x6804
+    GUEST_ES_BASE = 0x6806
+    GUEST_CS_BASE = 0x6808
+    GUEST_SS_BASE = 0x680A
+    GUEST_DS_BASE = 0x680C
+    GUEST_FS_BASE = 0x680E
+    GUEST_GS_BASE = 0x6810
+    GUEST_LDTR_BASE = 0x6812
+    GUEST_TR_BASE = 0x6814
+    GUEST_GDTR_BASE = 0x6816
+    GUEST_IDTR_BASE = 0x6818
+    GUEST_DR7 = 0x681A
+    GUEST_RSP = 0x681C
+    GUEST_RIP = 0x681E
+    GUEST_RFLAGS = 0x6820
+    GUEST_SYSENTER_ESP = 0x6824
+    GUEST_SYSENTER_EIP = 0x6826
+    HOST_CR0 = 0x6C00
+    HOST_CR3 = 0x6C02
+    HOST_CR4 = 0x6C04
+    HOST_FS_BASE = 0x6C06
+    HOST_GS_BASE = 0x6C08
+    HOST_TR_BASE = 0x6C0A
+    HOST_GDTR_BASE = 0x6C0C
+    HOST_IDTR_BASE = 0x6C0E
+    HOST_RSP = 0x6C14
+    HOST_RIP = 0x6C16
+
+
+# --- VM-execution, exit and entry controls (SDM Vol. 3C 25.6, 25.7, 25.8) ---
+PIN_EXTERNAL_INTERRUPT_EXITING = bit(0)
+PIN_ACTIVATE_PREEMPTION_TIMER = bit(6)
+PROC_HLT_EXITING = bit(7)
+PROC_USE_IO_BITMAPS = bit(25)
+PROC_USE_MSR_BITMAPS = bit(28)
+PROC_ACTIVATE_SECONDARY_CONTROLS = bit(31)
+PROC2_ENABLE_EPT = bit(1)
+PROC2_ENABLE_VPID = bit(5)
+PROC2_UNRESTRICTED_GUEST = bit(7)
+EXIT_HOST_ADDRESS_SPACE_SIZE = bit(9)
+EXIT_ACK_INTERRUPT_ON_EXIT = bit(15)
+EXIT_SAVE_IA32_EFER = bit(20)
+EXIT_LOAD_IA32_EFER = bit(21)
+EXIT_SAVE_PREEMPTION_TIMER = bit(22)
+ENTRY_IA32E_MODE_GUEST = bit(9)
+ENTRY_LOAD_IA32_EFER = bit(15)
+
+# VM-entry interruption information (SDM Vol. 3C 25.8.3, table 25-17)
+INTR_INFO_VALID = bit(31)
+INTR_INFO_DELIVER_ERROR_CODE = bit(11)
+INTR_TYPE_HARDWARE_EXCEPTION = 3 << 8
+VECTOR_UD = 6                             # invalid opcode
+VECTOR_GP = 13                            # general protection
+
+# Exit qualification for I/O instructions (SDM Vol. 3C table 28-5)
+IO_QUAL_SIZE_MASK = 0x7                   # access size - 1
+IO_QUAL_DIRECTION_IN = bit(3)
+IO_QUAL_STRING = bit(4)
+IO_QUAL_PORT_SHIFT = 16
+
+EXIT_REASON_ENTRY_FAILURE = bit(31)       # SDM Vol. 3C 25.9.1
+EXIT_REASON_BASIC_MASK = 0xFFFF
+VMCS_LINK_POINTER_NONE = 0xFFFFFFFFFFFFFFFF
+GUEST_ACTIVITY_ACTIVE = 0
+
+
+class ExitReason(enum.IntEnum):
+    """Basic exit reasons, SDM Vol. 3D appendix C."""
+
+    EXCEPTION_OR_NMI = 0
+    EXTERNAL_INTERRUPT = 1
+    TRIPLE_FAULT = 2
+    INIT_SIGNAL = 3
+    STARTUP_IPI = 4
+    IO_SMI = 5
+    OTHER_SMI = 6
+    INTERRUPT_WINDOW = 7
+    NMI_WINDOW = 8
+    TASK_SWITCH = 9
+    CPUID = 10
+    GETSEC = 11
+    HLT = 12
+    INVD = 13
+    INVLPG = 14
+    RDPMC = 15
+    RDTSC = 16
+    RSM = 17
+    VMCALL = 18
+    VMCLEAR = 19
+    VMLAUNCH = 20
+    VMPTRLD = 21
+    VMPTRST = 22
+    VMREAD = 23
+    VMRESUME = 24
+    VMWRITE = 25
+    VMXOFF = 26
+    VMXON = 27
+    CR_ACCESS = 28
+    DR_ACCESS = 29
+    IO_INSTRUCTION = 30
+    RDMSR = 31
+    WRMSR = 32
+    ENTRY_FAILURE_GUEST_STATE = 33
+    ENTRY_FAILURE_MSR_LOADING = 34
+    MWAIT = 36
+    MONITOR_TRAP_FLAG = 37
+    MONITOR = 39
+    PAUSE = 40
+    ENTRY_FAILURE_MACHINE_CHECK = 41
+    TPR_BELOW_THRESHOLD = 43
+    APIC_ACCESS = 44
+    VIRTUALIZED_EOI = 45
+    GDTR_IDTR_ACCESS = 46
+    LDTR_TR_ACCESS = 47
+    EPT_VIOLATION = 48
+    EPT_MISCONFIG = 49
+    INVEPT = 50
+    RDTSCP = 51
+    PREEMPTION_TIMER = 52
+    INVVPID = 53
+    WBINVD = 54
+    XSETBV = 55
+    APIC_WRITE = 56
+    RDRAND = 57
+    INVPCID = 58
+    VMFUNC = 59
+    ENCLS = 60
+    RDSEED = 61
+    PML_FULL = 62
+    XSAVES = 63
+    XRSTORS = 64
+
+
+EXIT_REASON_COUNT = max(ExitReason) + 1
+
+# Instructions of VMX operation a guest might try: it sees no VMX (CPUID hides
+# it), so each gets the #UD a CPU without VMX raises (SDM Vol. 3C 25.1.2).
+VMX_INSTRUCTION_EXITS = (
+    ExitReason.VMCLEAR, ExitReason.VMLAUNCH, ExitReason.VMPTRLD,
+    ExitReason.VMPTRST, ExitReason.VMREAD, ExitReason.VMRESUME,
+    ExitReason.VMWRITE, ExitReason.VMXOFF, ExitReason.VMXON,
+    ExitReason.INVEPT, ExitReason.INVVPID, ExitReason.VMFUNC,
+)
+
+EXCEPTION_NAMES = (
+    "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
+    "#BR bound range", "#UD invalid opcode", "#NM device not available",
+    "#DF double fault", "coprocessor segment overrun", "#TS invalid TSS",
+    "#NP segment not present", "#SS stack fault", "#GP general protection",
+    "#PF page fault", "reserved 15", "#MF x87 error", "#AC alignment check",
+    "#MC machine check", "#XM SIMD error", "#VE virtualization exception",
+    "#CP control protection",
+) + tuple(f"reserved {v}" for v in range(22, 32))
+EXCEPTIONS_WITH_ERROR_CODE = frozenset({8, 10, 11, 12, 13, 14, 17, 21})
+
+
+def asm_constants() -> dict[str, int]:
+    """Every constant above that the assembly may use, by its Python name."""
+    names: dict[str, int] = {}
+    for key, value in globals().items():
+        if key.isupper() and isinstance(value, int) and not isinstance(value, bool):
+            names[key] = value
+    for member in Vmcs:
+        names[f"VMCS_{member.name}"] = int(member)
+    for member in ExitReason:
+        names[f"EXIT_{member.name}"] = int(member)
+    return names

@@ -1,0 +1,206 @@
+"""Stage 2b: place everything in physical memory.
+
+The whole machine image is laid out here, before any code is assembled, so
+every address the assembly needs is a constant.  Host-physical memory, from
+1 MiB up (multiboot loads nothing below):
+
+    text      hypervisor code and its symbol table     mapped read + execute
+    rodata    IDT, exit dispatch, VMCS set-up tables     mapped read-only, NX
+    rwdata    GDT, TSS, records, VMXON region, VMCSs     mapped read-write, NX
+    stacks    each below an unmapped guard page          mapped read-write, NX
+    tables    hypervisor page tables, I/O and MSR        not mapped: only the
+              bitmaps, every guest's EPT                 CPU reads them
+    guests    each guest's memory, side by side          not mapped
+
+A guest's memory is guest-physical [0, size); its last pages hold the
+start-up tables a protected- or long-mode guest needs (a GDT, and the page
+tables of a long-mode guest), so its image must end below `usable_top`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from builder import hw
+from builder.config import MIB, Config, StartMode
+from builder.errors import BuildError
+from builder.structs import CAPS, GUEST, HV
+
+HV_BASE = 1 * MIB
+TEXT_BUDGET = 64 * 1024             # code + symbol table; a build error if exceeded
+STACK_SIZE = 16 * 1024
+EXCEPTION_STACK_SIZE = 8 * 1024
+PHYSICAL_LIMIT = 3 * 1024 * MIB     # stay below the PCI hole of a PC
+IDT_VECTORS = 32                    # exceptions only: the hypervisor runs with IF=0
+IDT_GATE_SIZE = 16
+GDT_ENTRIES = 6                     # null, code64, data, code32, TSS (two slots)
+TSS_SIZE = 104                      # SDM Vol. 3A 8.7, figure 8-11
+CAPS_KINDS = 8                      # see builder.vmcs.Adjust
+MSR_TABLE_ENTRY = 16                # (msr, kind << 32 | vmcs field)
+VMCS_INIT_ENTRY = 16                # (adjust << 32 | field, value)
+
+
+class Allocator:
+    """Hands out consecutive aligned ranges and remembers them for the report."""
+
+    def __init__(self, start: int) -> None:
+        self.next = start
+        self.regions: list[tuple[str, int, int]] = []
+
+    def take(self, name: str, size: int, align: int = 8) -> int:
+        address = align_up(self.next, align)
+        self.next = address + size
+        self.regions.append((name, address, size))
+        return address
+
+
+def align_up(value: int, align: int) -> int:
+    return (value + align - 1) // align * align
+
+
+@dataclass(frozen=True)
+class EptLayout:
+    pml4: int
+    pdpt: int
+    pd: int
+    pts: tuple[int, ...]
+
+    @property
+    def pointer(self) -> int:
+        """The EPTP: root table, 4-level walk, write-back (SDM Vol. 3C 25.6.11)."""
+        return self.pml4 | hw.EPTP_WALK_LENGTH_4 | hw.EPTP_MEMTYPE_WB
+
+
+@dataclass(frozen=True)
+class StartupLayout:
+    """Guest-physical addresses of the start-up tables at the top of a guest."""
+
+    gdt: int | None
+    pml4: int | None        # long mode only: PML4, PDPT, PD follow page by page
+
+    @property
+    def usable_top(self) -> int:
+        candidates = [a for a in (self.gdt, self.pml4) if a is not None]
+        return min(candidates) if candidates else -1
+
+
+@dataclass(frozen=True)
+class GuestLayout:
+    index: int
+    name: str
+    vpid: int
+    record: int
+    vmcs: int
+    vmcs_init: int
+    memory_base: int
+    memory_size: int
+    usable_top: int
+    startup: StartupLayout
+    ept: EptLayout
+
+
+@dataclass(frozen=True)
+class Layout:
+    text: int
+    rodata: dict[str, int]
+    rwdata: dict[str, int]
+    stack_top: int
+    exception_stack_top: int
+    hv_tables: dict[str, int]
+    io_bitmap_a: int
+    io_bitmap_b: int
+    msr_bitmap: int
+    guests: tuple[GuestLayout, ...]
+    regions: tuple[tuple[str, int, int], ...]
+    mapped_end: int
+    end: int
+    common_entries: int
+    guest_entries: int
+
+    @property
+    def machine_memory(self) -> int:
+        """Smallest RAM, in whole MiB, that holds the image."""
+        return align_up(self.end, MIB)
+
+
+def startup_layout(mode: StartMode, memory: int) -> StartupLayout:
+    page = hw.PAGE_SIZE
+    if mode is StartMode.REAL:
+        return StartupLayout(None, None)
+    if mode is StartMode.PROTECTED:
+        return StartupLayout(memory - page, None)
+    # GDT page, then PML4, PDPT and one PD: the guest has at most 1 GiB.
+    return StartupLayout(memory - 4 * page, memory - 3 * page)
+
+
+def plan(config: Config, modes: list[StartMode], common_entries: int,
+         guest_entries: int) -> Layout:
+    """Compute every address.
+
+    `modes[i]` is guest i's start mode; `common_entries` and `guest_entries`
+    are the lengths of the VMCS set-up tables (see `builder.vmcs`).
+    """
+    page = hw.PAGE_SIZE
+    alloc = Allocator(HV_BASE)
+    text = alloc.take("text", TEXT_BUDGET, page)
+
+    rodata = {
+        "idt": alloc.take("idt", IDT_VECTORS * IDT_GATE_SIZE, page),
+        "exit_dispatch": alloc.take("exit dispatch table", hw.EXIT_REASON_COUNT * 8),
+        "exit_names": alloc.take("exit reason names", hw.EXIT_REASON_COUNT * 8),
+        "caps_sources": alloc.take("capability sources", CAPS_KINDS * 16),
+        "msr_table": alloc.take("emulated MSR table", 8 * MSR_TABLE_ENTRY),
+        "vmcs_common": alloc.take("VMCS common set-up", common_entries * VMCS_INIT_ENTRY),
+        "strings": alloc.take("exit reason strings", 64 * hw.EXIT_REASON_COUNT),
+    }
+    vmcs_init = [alloc.take(f"VMCS set-up {g.name}", guest_entries * VMCS_INIT_ENTRY)
+                 for g in config.guests]
+    rwdata = {
+        "gdt": alloc.take("gdt", GDT_ENTRIES * 8, page),
+        "tss": alloc.take("tss", TSS_SIZE, 16),
+        "hv": alloc.take("hypervisor state", HV.size),
+        "caps": alloc.take("capabilities", CAPS_KINDS * CAPS.size),
+        "guests": alloc.take("guest records", len(config.guests) * GUEST.size, 64),
+        "vmxon": alloc.take("VMXON region", page, page),
+    }
+    vmcs = [alloc.take(f"VMCS {g.name}", page, page) for g in config.guests]
+    alloc.take("stack guard (unmapped)", page, page)
+    stack_top = alloc.take("stack", STACK_SIZE, page) + STACK_SIZE
+    alloc.take("exception stack guard (unmapped)", page, page)
+    exception_stack_top = alloc.take("exception stack", EXCEPTION_STACK_SIZE, page) + EXCEPTION_STACK_SIZE
+    mapped_end = alloc.next
+    assert mapped_end <= hw.LARGE_PAGE_SIZE, "the hypervisor's mapped range outgrew its one page table"
+
+    hv_tables = {name: alloc.take(f"hv {name}", page, page) for name in ("pml4", "pdpt", "pd")}
+    hv_tables["pt"] = alloc.take("hv pt", page, page)
+    io_bitmap_a = alloc.take("I/O bitmap A", page, page)
+    io_bitmap_b = alloc.take("I/O bitmap B", page, page)
+    msr_bitmap = alloc.take("MSR bitmap", page, page)
+    epts = []
+    for guest in config.guests:
+        pts = align_up(guest.memory, hw.LARGE_PAGE_SIZE) // hw.LARGE_PAGE_SIZE
+        epts.append(EptLayout(
+            alloc.take(f"EPT {guest.name} pml4", page, page),
+            alloc.take(f"EPT {guest.name} pdpt", page, page),
+            alloc.take(f"EPT {guest.name} pd", page, page),
+            tuple(alloc.take(f"EPT {guest.name} pt{i}", page, page) for i in range(pts))))
+
+    guests = []
+    for index, (guest, mode) in enumerate(zip(config.guests, modes)):
+        base = alloc.take(f"guest {guest.name} memory", guest.memory, page)
+        startup = startup_layout(mode, guest.memory)
+        usable = startup.usable_top if startup.usable_top >= 0 else guest.memory
+        guests.append(GuestLayout(
+            index=index, name=guest.name, vpid=index + 1,
+            record=rwdata["guests"] + index * GUEST.size, vmcs=vmcs[index],
+            vmcs_init=vmcs_init[index], memory_base=base, memory_size=guest.memory,
+            usable_top=usable, startup=startup, ept=epts[index]))
+    if alloc.next > PHYSICAL_LIMIT:
+        raise BuildError(config.source, f"the guests need {alloc.next // MIB} MiB of physical "
+                         f"memory; the machine layout allows {PHYSICAL_LIMIT // MIB} MiB")
+    return Layout(text=text, rodata=rodata, rwdata=rwdata, stack_top=stack_top,
+                  exception_stack_top=exception_stack_top, hv_tables=hv_tables,
+                  io_bitmap_a=io_bitmap_a, io_bitmap_b=io_bitmap_b, msr_bitmap=msr_bitmap,
+                  guests=tuple(guests), regions=tuple(alloc.regions), mapped_end=mapped_end,
+                  end=alloc.next, common_entries=common_entries,
+                  guest_entries=guest_entries)

@@ -1,0 +1,91 @@
+"""Layouts of the hypervisor's runtime records, defined once.
+
+The builder packs the initial bytes of each record from these definitions
+and exports every field offset to the templates as `<RECORD>_<FIELD>`, so
+the assembly and the data it reads can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    size: int
+
+
+class Record:
+    """A packed little-endian record: fields in order, no padding added."""
+
+    def __init__(self, prefix: str, fields: list[Field], align: int = 8) -> None:
+        self.prefix = prefix
+        self.fields = fields
+        self.offsets: dict[str, int] = {}
+        offset = 0
+        for field in fields:
+            self.offsets[field.name] = offset
+            offset += field.size
+        self.size = (offset + align - 1) // align * align
+
+    def pack(self, **values: int | bytes) -> bytes:
+        out = bytearray(self.size)
+        for name, value in values.items():
+            field = self.fields[[f.name for f in self.fields].index(name)]
+            raw = value if isinstance(value, bytes) else value.to_bytes(field.size, "little")
+            if len(raw) > field.size:
+                raise ValueError(f"{self.prefix}.{name}: {len(raw)} bytes do not fit {field.size}")
+            start = self.offsets[name]
+            out[start:start + len(raw)] = raw
+        return bytes(out)
+
+    def asm_constants(self) -> dict[str, int]:
+        names = {f"{self.prefix}_{name.upper()}": off for name, off in self.offsets.items()}
+        names[f"{self.prefix}_SIZE"] = self.size
+        return names
+
+
+# The general-purpose registers a VM exit leaves to software, in the order the
+# exit path pushes them (r15 first), so that the pushes land field by field.
+SAVED_REGISTERS = ("rax", "rcx", "rdx", "rbx", "rbp", "rsi", "rdi",
+                   "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+GUEST_NAME_SIZE = 16
+GUEST_LINE_SIZE = 120
+
+# Guest run states
+GUEST_RUNNABLE = 0
+GUEST_EXITED = 1        # the guest asked to stop (hypercall exit)
+GUEST_STOPPED = 2       # the hypervisor stopped it (a fault or an unhandled exit)
+
+GUEST = Record("GUEST", [
+    *(Field(register, 8) for register in SAVED_REGISTERS),
+    Field("arch_state", 8),      # VMX: physical address of the guest's VMCS
+    Field("init_table", 8),      # address of the (field, value) pairs that set up the VMCS
+    Field("init_count", 8),
+    Field("exit_count", 8),
+    Field("exit_code", 8),       # the code given with the exit hypercall
+    Field("stop_reason", 8),     # address of a string naming why the hypervisor stopped it
+    Field("first_tick", 8),      # TSC at the first VM entry (benchmark)
+    Field("state", 1),
+    Field("launched", 1),
+    Field("line_length", 1),
+    Field("uart_divisor_low", 1),   # divisor latch, read back by drivers that probe it
+    Field("uart_divisor_high", 1),
+    Field("uart_regs", 8),       # emulated 16550 registers by port offset (0 unused: THR/RBR)
+    Field("name", GUEST_NAME_SIZE),
+    Field("line", GUEST_LINE_SIZE),
+])
+
+# The capability pairs that VMCS init entries are adjusted with: a value v
+# written with adjust kind k becomes (v | must_be_one[k]) & may_be_one[k].
+CAPS = Record("CAPS", [Field("must_be_one", 8), Field("may_be_one", 8)])
+
+HV = Record("HV", [
+    Field("memory_upper_kib", 8),  # multiboot mem_upper, for the memory check
+    Field("boot_magic", 8),        # EAX at entry: the multiboot loader's magic
+    Field("timer_slice", 8),       # VMX-preemption timer value of one time slice
+    Field("boot_tick", 8),         # TSC at the hypervisor's first instruction
+    Field("current", 8),           # guest record running now, 0 before the first
+    Field("vmxon_region", 8),
+])

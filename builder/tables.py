@@ -1,0 +1,165 @@
+"""Stage 5: the hypervisor's static data, computed once the code's labels
+are known: descriptor tables, exit dispatch, VMCS set-up tables, records,
+bitmaps and the symbol table the crash reporter searches.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from builder import hw, vmcs
+from builder.config import StartMode
+from builder.guest_images import GuestImage
+from builder.layout import GDT_ENTRIES, TSS_SIZE, GuestLayout, Layout
+from builder.paging import guest_identity_map
+from builder.structs import GUEST, GUEST_RUNNABLE, HV
+
+E = hw.ExitReason
+
+# One handler per exit reason (templates in hv/vmx/); every other reason
+# reaches vmx_exit_unhandled, which stops the guest with a report.
+EXIT_HANDLERS = {
+    E.EXTERNAL_INTERRUPT: "vmx_exit_external_interrupt",
+    E.TRIPLE_FAULT: "vmx_exit_triple_fault",
+    E.INIT_SIGNAL: "vmx_exit_init_signal",
+    E.CPUID: "vmx_exit_cpuid",
+    E.HLT: "vmx_exit_hlt",
+    E.VMCALL: "vmx_exit_vmcall",
+    E.IO_INSTRUCTION: "vmx_exit_io",
+    E.RDMSR: "vmx_exit_rdmsr",
+    E.WRMSR: "vmx_exit_wrmsr",
+    E.ENTRY_FAILURE_GUEST_STATE: "vmx_exit_entry_failure",
+    E.EPT_VIOLATION: "vmx_exit_ept_violation",
+    E.EPT_MISCONFIG: "vmx_exit_ept_misconfig",
+    E.PREEMPTION_TIMER: "vmx_exit_preemption_timer",
+    **{reason: "vmx_exit_vmx_instruction" for reason in hw.VMX_INSTRUCTION_EXITS},
+}
+UNHANDLED_EXIT = "vmx_exit_unhandled"
+
+
+class MsrKind(enum.IntEnum):
+    """How the hypervisor emulates an MSR the guest may use (see README)."""
+
+    VMCS_ADDRESS = 0     # kept in a VMCS guest field; writes must be canonical
+    VMCS_VALUE = 1       # kept in a VMCS guest field as written
+    EFER = 2             # VMCS guest EFER; only SCE, LME, NXE are writable
+    TSC = 3              # reads the time-stamp counter; writes raise #GP
+
+
+EMULATED_MSRS = (
+    (hw.IA32_TSC, MsrKind.TSC, 0),
+    (hw.IA32_SYSENTER_CS, MsrKind.VMCS_VALUE, hw.Vmcs.GUEST_SYSENTER_CS),
+    (hw.IA32_SYSENTER_ESP, MsrKind.VMCS_ADDRESS, hw.Vmcs.GUEST_SYSENTER_ESP),
+    (hw.IA32_SYSENTER_EIP, MsrKind.VMCS_ADDRESS, hw.Vmcs.GUEST_SYSENTER_EIP),
+    (hw.IA32_EFER, MsrKind.EFER, hw.Vmcs.GUEST_IA32_EFER),
+    (hw.IA32_FS_BASE, MsrKind.VMCS_ADDRESS, hw.Vmcs.GUEST_FS_BASE),
+    (hw.IA32_GS_BASE, MsrKind.VMCS_ADDRESS, hw.Vmcs.GUEST_GS_BASE),
+)
+
+
+def q(value: int) -> bytes:
+    return (value & (1 << 64) - 1).to_bytes(8, "little")
+
+
+def segment_descriptor(base: int, limit: int, access: int, flags: int) -> bytes:
+    """An 8-byte code/data descriptor (SDM Vol. 3A 3.4.5, figure 3-8)."""
+    value = (limit & 0xFFFF) | (base & 0xFFFFFF) << 16 | access << 40
+    value |= (limit >> 16 & 0xF) << 48 | flags << 52 | (base >> 24 & 0xFF) << 56
+    return value.to_bytes(8, "little")
+
+
+def gdt(layout: Layout) -> bytes:
+    """null, 64-bit code, data, 32-bit code (boot), 64-bit TSS (two slots)."""
+    tss = layout.rwdata["tss"]
+    code, data = 0x9B, 0x93                  # present, ring 0, accessed: no write-back on load
+    long_mode, big_4k = 0xA, 0xC             # flags nibble: G|L, G|D
+    tss_low = segment_descriptor(tss, TSS_SIZE - 1, 0x89, 0)  # 0x89: present 64-bit TSS, available
+    table = (bytes(8) + segment_descriptor(0, 0xFFFFF, code, long_mode)
+             + segment_descriptor(0, 0xFFFFF, data, big_4k)
+             + segment_descriptor(0, 0xFFFFF, code, big_4k)
+             + tss_low + (tss >> 32).to_bytes(8, "little"))
+    assert len(table) == GDT_ENTRIES * 8
+    return table
+
+
+def tss(layout: Layout) -> bytes:
+    """64-bit TSS (SDM Vol. 3A 8.7): exceptions switch to IST1, their own stack."""
+    out = bytearray(TSS_SIZE)
+    out[0x04:0x0C] = q(layout.stack_top)                    # RSP0
+    out[0x24:0x2C] = q(layout.exception_stack_top)          # IST1
+    out[0x66:0x68] = TSS_SIZE.to_bytes(2, "little")         # no I/O permission bitmap
+    return bytes(out)
+
+
+def idt(labels: dict[str, int]) -> bytes:
+    """Interrupt gates for the 32 exception vectors (SDM Vol. 3A 6.14.1)."""
+    out = bytearray()
+    for vector in range(32):
+        handler = labels[f"panic_exception_{vector}"]
+        gate = (handler & 0xFFFF) | vmcs.SELECTOR_CODE64 << 16 | 1 << 32 | 0x8E << 40
+        gate |= (handler >> 16 & 0xFFFF) << 48
+        out += gate.to_bytes(8, "little") + (handler >> 32).to_bytes(8, "little")
+    return bytes(out)
+
+
+def exit_tables(layout: Layout, labels: dict[str, int]) -> tuple[bytes, bytes, bytes]:
+    """(dispatch table, name pointer table, name strings) by exit reason."""
+    dispatch = bytearray()
+    names = bytearray()
+    strings = bytearray()
+    strings_base = layout.rodata["strings"]
+    for reason in range(hw.EXIT_REASON_COUNT):
+        label = EXIT_HANDLERS.get(reason, UNHANDLED_EXIT)
+        dispatch += q(labels[label])
+        name = hw.ExitReason(reason).name if reason in hw.ExitReason._value2member_map_ else "UNKNOWN"
+        names += q(strings_base + len(strings))
+        strings += name.encode() + b"\0"
+    return bytes(dispatch), bytes(names), bytes(strings)
+
+
+def msr_table() -> bytes:
+    out = bytearray()
+    for msr, kind, field in EMULATED_MSRS:
+        out += q(msr) + q(int(kind) << 32 | int(field))
+    return bytes(out)
+
+
+def hv_record(layout: Layout) -> bytes:
+    return HV.pack(vmxon_region=layout.rwdata["vmxon"])
+
+
+def guest_records(layout: Layout) -> bytes:
+    out = bytearray()
+    uart_reset = bytes([0, 0, hw.UART_IIR_NO_INTERRUPT, hw.UART_LCR_8N1, 0,
+                        hw.UART_LSR_THRE | hw.UART_LSR_TEMT, hw.UART_MSR_IDLE, 0])
+    for guest in layout.guests:
+        out += GUEST.pack(arch_state=guest.vmcs, init_table=guest.vmcs_init,
+                          init_count=layout.guest_entries, state=GUEST_RUNNABLE,
+                          name=guest.name.encode(), uart_regs=uart_reset)
+    return bytes(out)
+
+
+def symbol_table(address: int, labels: dict[str, int]) -> bytes:
+    """Sorted (address, name pointer) pairs after a count, then the names."""
+    ordered = sorted(labels.items(), key=lambda item: (item[1], item[0]))
+    names_base = address + 8 + 16 * len(ordered)
+    pairs = bytearray(q(len(ordered)))
+    names = bytearray()
+    for name, value in ordered:
+        pairs += q(value) + q(names_base + len(names))
+        names += name.encode() + b"\0"
+    return bytes(pairs + names)
+
+
+def guest_startup(guest_layout: GuestLayout, image: GuestImage) -> dict[int, bytes]:
+    """Start-up tables placed in a guest's own memory (guest-physical)."""
+    placed: dict[int, bytes] = {}
+    if guest_layout.startup.gdt is not None:
+        code, data = 0x9B, 0x93
+        placed[guest_layout.startup.gdt] = (
+            bytes(8) + segment_descriptor(0, 0xFFFFF, code, 0xC)
+            + segment_descriptor(0, 0xFFFFF, data, 0xC)
+            + segment_descriptor(0, 0xFFFFF, code, 0xA))
+    if image.mode is StartMode.LONG:
+        placed.update(guest_identity_map(guest_layout))
+    return placed

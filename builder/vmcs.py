@@ -1,0 +1,230 @@
+"""Initial VMCS contents, computed at build time (SDM Vol. 3C chapter 25).
+
+The hypervisor sets up a guest's VMCS by walking two tables of
+(field, value) entries: one common to every guest (host state, execution
+controls) and one per guest (its start state, EPT pointer, VPID).  Control
+values depend on what the CPU allows, which only the running hypervisor can
+read, so each entry carries an adjust kind: at boot the hypervisor reads the
+capability MSR of each kind, and an entry's value v is written as
+``(v | must_be_one[kind]) & may_be_one[kind]`` (SDM Vol. 3D A.3-A.5, A.7-A.8).
+A wanted bit the CPU cannot set is reported as a missing feature.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from builder import hw
+from builder.config import StartMode
+from builder.guest_images import GUEST_CODE_SELECTOR, GuestImage
+from builder.layout import GuestLayout, Layout
+from builder.structs import GUEST, SAVED_REGISTERS
+
+V = hw.Vmcs
+
+# Host selectors: our GDT (see builder.tables.gdt)
+SELECTOR_CODE64 = 0x08
+SELECTOR_DATA = 0x10
+SELECTOR_CODE32 = 0x18
+SELECTOR_TSS = 0x20
+
+# A guest's GDT, at the start of its start-up tables
+GUEST_SELECTOR_CODE32 = GUEST_CODE_SELECTOR
+GUEST_SELECTOR_DATA = 0x10
+GUEST_SELECTOR_CODE64 = 0x18
+
+
+class Adjust(enum.IntEnum):
+    """How a set-up value is adjusted to the CPU: index into the capability table."""
+
+    NONE = 0
+    PIN_BASED = 1
+    PROC_BASED = 2
+    PROC_BASED2 = 3
+    EXIT = 4
+    ENTRY = 5
+    CR0 = 6
+    CR4 = 7
+
+
+class CapsStyle(enum.IntEnum):
+    NONE = 0        # no constraint
+    CONTROL = 1     # low dword: bits that must be 1, high dword: bits that may be 1
+    FIXED = 2       # MSR: bits fixed to 1 (less `relax`), MSR+1: bits that may be 1
+
+
+@dataclass(frozen=True)
+class CapsSource:
+    style: CapsStyle
+    msr: int = 0
+    relax: int = 0
+
+
+CAPS_SOURCES = {
+    Adjust.NONE: CapsSource(CapsStyle.NONE),
+    Adjust.PIN_BASED: CapsSource(CapsStyle.CONTROL, hw.IA32_VMX_TRUE_PINBASED_CTLS),
+    Adjust.PROC_BASED: CapsSource(CapsStyle.CONTROL, hw.IA32_VMX_TRUE_PROCBASED_CTLS),
+    Adjust.PROC_BASED2: CapsSource(CapsStyle.CONTROL, hw.IA32_VMX_PROCBASED_CTLS2),
+    Adjust.EXIT: CapsSource(CapsStyle.CONTROL, hw.IA32_VMX_TRUE_EXIT_CTLS),
+    Adjust.ENTRY: CapsSource(CapsStyle.CONTROL, hw.IA32_VMX_TRUE_ENTRY_CTLS),
+    # Unrestricted guest lifts the PE and PG requirements (SDM Vol. 3C 26.3.1.1).
+    Adjust.CR0: CapsSource(CapsStyle.FIXED, hw.IA32_VMX_CR0_FIXED0, hw.CR0_PE | hw.CR0_PG),
+    Adjust.CR4: CapsSource(CapsStyle.FIXED, hw.IA32_VMX_CR4_FIXED0),
+}
+
+PIN_BASED_CONTROLS = hw.PIN_EXTERNAL_INTERRUPT_EXITING | hw.PIN_ACTIVATE_PREEMPTION_TIMER
+PROC_BASED_CONTROLS = (hw.PROC_HLT_EXITING | hw.PROC_USE_IO_BITMAPS | hw.PROC_USE_MSR_BITMAPS
+                       | hw.PROC_ACTIVATE_SECONDARY_CONTROLS)
+PROC_BASED2_CONTROLS = hw.PROC2_ENABLE_EPT | hw.PROC2_ENABLE_VPID | hw.PROC2_UNRESTRICTED_GUEST
+EXIT_CONTROLS = (hw.EXIT_HOST_ADDRESS_SPACE_SIZE | hw.EXIT_ACK_INTERRUPT_ON_EXIT
+                 | hw.EXIT_SAVE_IA32_EFER | hw.EXIT_LOAD_IA32_EFER
+                 | hw.EXIT_SAVE_PREEMPTION_TIMER)
+HOST_EFER = hw.EFER_LME | hw.EFER_LMA | hw.EFER_NXE
+HOST_CR0 = hw.CR0_PE | hw.CR0_ET | hw.CR0_NE | hw.CR0_WP | hw.CR0_PG
+# Bits the hypervisor owns in the guest's CR0/CR4: a guest write that changes
+# them exits (SDM Vol. 3C 25.6.6); reads show the guest its own shadow value.
+CR0_HOST_OWNED = hw.CR0_NE
+CR4_HOST_OWNED = hw.CR4_VMXE
+GUEST_DR7_DEFAULT = 0x400       # SDM Vol. 3B 18.2.4: DR7 after reset
+
+Entry = tuple[int, Adjust, int]     # (field, adjust, value)
+
+
+def common_entries(layout: Layout, labels: dict[str, int]) -> list[Entry]:
+    """Host state and controls, identical for every guest."""
+    plain = Adjust.NONE
+    return [
+        (V.PIN_BASED_VM_EXEC_CONTROL, Adjust.PIN_BASED, PIN_BASED_CONTROLS),
+        (V.CPU_BASED_VM_EXEC_CONTROL, Adjust.PROC_BASED, PROC_BASED_CONTROLS),
+        (V.SECONDARY_VM_EXEC_CONTROL, Adjust.PROC_BASED2, PROC_BASED2_CONTROLS),
+        (V.VM_EXIT_CONTROLS, Adjust.EXIT, EXIT_CONTROLS),
+        (V.EXCEPTION_BITMAP, plain, 0),
+        (V.IO_BITMAP_A, plain, layout.io_bitmap_a),
+        (V.IO_BITMAP_B, plain, layout.io_bitmap_b),
+        (V.MSR_BITMAP, plain, layout.msr_bitmap),
+        (V.VMCS_LINK_POINTER, plain, hw.VMCS_LINK_POINTER_NONE),
+        (V.CR0_GUEST_HOST_MASK, plain, CR0_HOST_OWNED),
+        (V.CR4_GUEST_HOST_MASK, plain, CR4_HOST_OWNED),
+        (V.HOST_CS_SELECTOR, plain, SELECTOR_CODE64),
+        (V.HOST_SS_SELECTOR, plain, SELECTOR_DATA),
+        (V.HOST_DS_SELECTOR, plain, SELECTOR_DATA),
+        (V.HOST_ES_SELECTOR, plain, SELECTOR_DATA),
+        (V.HOST_FS_SELECTOR, plain, SELECTOR_DATA),
+        (V.HOST_GS_SELECTOR, plain, SELECTOR_DATA),
+        (V.HOST_TR_SELECTOR, plain, SELECTOR_TSS),
+        (V.HOST_FS_BASE, plain, 0),
+        (V.HOST_GS_BASE, plain, 0),
+        (V.HOST_TR_BASE, plain, layout.rwdata["tss"]),
+        (V.HOST_GDTR_BASE, plain, layout.rwdata["gdt"]),
+        (V.HOST_IDTR_BASE, plain, layout.rodata["idt"]),
+        (V.HOST_IA32_EFER, plain, HOST_EFER),
+        (V.HOST_RIP, plain, labels.get("vmx_exit_entry", 0)),
+        (V.GUEST_DR7, plain, GUEST_DR7_DEFAULT),
+        (V.GUEST_ACTIVITY_STATE, plain, hw.GUEST_ACTIVITY_ACTIVE),
+        (V.GUEST_INTERRUPTIBILITY_INFO, plain, 0),
+        (V.GUEST_SYSENTER_CS, plain, 0),
+        (V.GUEST_SYSENTER_ESP, plain, 0),
+        (V.GUEST_SYSENTER_EIP, plain, 0),
+        (V.GUEST_RFLAGS, plain, hw.RFLAGS_RESERVED_1),
+    ]
+
+
+@dataclass(frozen=True)
+class Segment:
+    selector: int
+    base: int
+    limit: int
+    access: int
+
+
+def _start_segments(mode: StartMode, entry: int) -> tuple[Segment, Segment, int]:
+    """(code segment, data segment, instruction pointer) a guest starts with."""
+    if mode is StartMode.REAL:
+        code_base = entry & ~0xFFFF
+        code = Segment(code_base >> 4, code_base, 0xFFFF, hw.AR_P | hw.AR_S | hw.AR_TYPE_CODE_RX_ACCESSED)
+        data = Segment(0, 0, 0xFFFF, hw.AR_P | hw.AR_S | hw.AR_TYPE_DATA_RW_ACCESSED)
+        return code, data, entry - code_base
+    flat = 0xFFFFFFFF
+    data = Segment(GUEST_SELECTOR_DATA, 0, flat,
+                   hw.AR_G | hw.AR_DB | hw.AR_P | hw.AR_S | hw.AR_TYPE_DATA_RW_ACCESSED)
+    if mode is StartMode.PROTECTED:
+        code = Segment(GUEST_SELECTOR_CODE32, 0, flat,
+                       hw.AR_G | hw.AR_DB | hw.AR_P | hw.AR_S | hw.AR_TYPE_CODE_RX_ACCESSED)
+    else:
+        code = Segment(GUEST_SELECTOR_CODE64, 0, flat,
+                       hw.AR_G | hw.AR_L | hw.AR_P | hw.AR_S | hw.AR_TYPE_CODE_RX_ACCESSED)
+    return code, data, entry
+
+
+def guest_entries(guest: GuestLayout, image: GuestImage) -> list[Entry]:
+    """A guest's start state (documented in the README's "guest's view")."""
+    plain = Adjust.NONE
+    mode = image.mode
+    code, data, rip = _start_segments(mode, image.entry)
+    cr0 = hw.CR0_ET | hw.CR0_NE
+    cr4 = 0
+    cr3 = 0
+    efer = 0
+    entry_controls = hw.ENTRY_LOAD_IA32_EFER
+    if mode is not StartMode.REAL:
+        cr0 |= hw.CR0_PE
+    if mode is StartMode.LONG:
+        cr0 |= hw.CR0_PG | hw.CR0_WP
+        cr4 |= hw.CR4_PAE
+        cr3 = guest.startup.pml4
+        efer = hw.EFER_LME | hw.EFER_LMA
+        entry_controls |= hw.ENTRY_IA32E_MODE_GUEST
+    gdt_base = guest.startup.gdt or 0
+    gdt_limit = 4 * 8 - 1 if guest.startup.gdt is not None else 0xFFFF
+    idt_limit = 0x3FF if mode is StartMode.REAL else 0
+    stack = min(guest.usable_top, 0x10000) - 16 if mode is StartMode.REAL else guest.usable_top
+    entries: list[Entry] = [
+        (V.VIRTUAL_PROCESSOR_ID, plain, guest.vpid),
+        (V.EPT_POINTER, plain, guest.ept.pointer),
+        (V.HOST_RSP, plain, guest.record + GUEST.offsets["rax"] + 8 * len(SAVED_REGISTERS)),
+        (V.VM_ENTRY_CONTROLS, Adjust.ENTRY, entry_controls),
+        (V.GUEST_CR0, Adjust.CR0, cr0),
+        (V.CR0_READ_SHADOW, plain, cr0),
+        (V.GUEST_CR3, plain, cr3),
+        (V.GUEST_CR4, Adjust.CR4, cr4),
+        (V.CR4_READ_SHADOW, plain, cr4),
+        (V.GUEST_IA32_EFER, plain, efer),
+        (V.GUEST_RIP, plain, rip),
+        (V.GUEST_RSP, plain, stack),
+        (V.GUEST_GDTR_BASE, plain, gdt_base),
+        (V.GUEST_GDTR_LIMIT, plain, gdt_limit),
+        (V.GUEST_IDTR_BASE, plain, 0),
+        (V.GUEST_IDTR_LIMIT, plain, idt_limit),
+    ]
+    segments = {"CS": code, "SS": data, "DS": data, "ES": data, "FS": data, "GS": data,
+                # SDM Vol. 3C 26.3.1.2: TR must be a usable busy TSS; LDTR may be unusable.
+                "TR": Segment(0, 0, 0xFFFF, hw.AR_P | hw.AR_TYPE_TSS_BUSY_32),
+                "LDTR": Segment(0, 0, 0, hw.AR_UNUSABLE)}
+    for name, segment in segments.items():
+        entries += [
+            (V[f"GUEST_{name}_SELECTOR"], plain, segment.selector),
+            (V[f"GUEST_{name}_BASE"], plain, segment.base),
+            (V[f"GUEST_{name}_LIMIT"], plain, segment.limit),
+            (V[f"GUEST_{name}_AR_BYTES"], plain, segment.access),
+        ]
+    return entries
+
+
+def pack(entries: list[Entry]) -> bytes:
+    """Each entry is two quadwords: adjust << 32 | field, then the value."""
+    out = bytearray()
+    for field, adjust, value in entries:
+        out += (int(adjust) << 32 | int(field)).to_bytes(8, "little")
+        out += (value & (1 << 64) - 1).to_bytes(8, "little")
+    return bytes(out)
+
+
+def pack_caps_sources() -> bytes:
+    """One 16-byte entry per adjust kind: msr (4), style (4), relax (8)."""
+    out = bytearray()
+    for kind in Adjust:
+        source = CAPS_SOURCES[kind]
+        out += source.msr.to_bytes(4, "little") + int(source.style).to_bytes(4, "little")
+        out += source.relax.to_bytes(8, "little")
+    return bytes(out)
