@@ -28,6 +28,8 @@ from builder.structs import (CAPS, GUEST, GUEST_EXITED, GUEST_LINE_SIZE, GUEST_R
 HV_TEMPLATE = "hv/hypervisor.s.j2"
 GRUB_CFG = PROJECT_ROOT / "qemu" / "grub.cfg"
 ISO_TIMEOUT_S = 120
+ISO_EPOCH = 946684800           # 2000-01-01, the date every ISO of ours carries
+ISO_UUID_DATE = "2000010100000000"
 SEGMENT_GAP = 64 * 1024         # zeros worth a new ELF segment rather than file bytes
 
 
@@ -75,6 +77,10 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         VMCS_COMMON_COUNT=layout.common_entries,
         GUEST_COUNT=len(layout.guests),
         GUEST_LINE_SIZE_BYTES=GUEST_LINE_SIZE,
+        NIBBLE_MASK=0xF,
+        CAPS_SOURCE_SIZE=vmcs.CAPS_SOURCE_SIZE,
+        SYMTAB_ENTRY_SIZE=tables.SYMTAB_ENTRY_SIZE,
+        PANIC_SAVED_REGISTERS=len(SAVED_REGISTERS), PANIC_REGISTER_NAME_SIZE=5,
         GUEST_REGISTERS_SIZE=8 * len(SAVED_REGISTERS),
         # panic_report's stack: 15 saved registers, vector, error code, CPU frame
         PANIC_FRAME_VECTOR=15 * 8, PANIC_FRAME_ERROR=16 * 8, PANIC_FRAME_RIP=17 * 8,
@@ -279,10 +285,14 @@ def make_iso(kernel: Path, iso: Path) -> None:
         (boot / "grub").mkdir(parents=True)
         shutil.copy(kernel, boot / "hv.elf")
         shutil.copy(GRUB_CFG, boot / "grub" / "grub.cfg")
-        environment = {**os.environ, "SOURCE_DATE_EPOCH": "0"}
+        # Reproducible: xorriso (the options after "--") stamps every file
+        # and the volume UUID with one fixed date instead of the clock.
+        environment = {**os.environ, "SOURCE_DATE_EPOCH": str(ISO_EPOCH)}
         done = subprocess.run(
             [tool, "--install-modules=multiboot normal iso9660 biosdisk", "--fonts=",
-             "--locales=", "--themes=", "-o", str(iso), tree],
+             "--locales=", "--themes=", "-o", str(iso), tree, "--",
+             "-volume_date", "all_file_dates", f"={ISO_EPOCH}",
+             "-volume_date", "uuid", ISO_UUID_DATE],
             capture_output=True, text=True, timeout=ISO_TIMEOUT_S, env=environment)
         if done.returncode != 0 or not iso.is_file():
             detail = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -47,3 +47,7 @@ def main_hvbuild() -> None:
 
 def main_hvrun() -> None:
     sys.exit(hvrun())
+
+
+if __name__ == "__main__":
+    main_hvbuild()

@@ -69,11 +69,14 @@ def load(guest: GuestConfig, where: str) -> GuestImage:
     """Load `guest`'s image and check that it fits the guest's memory."""
     spec = guest.image
     if isinstance(spec, BuiltinImage):
+        where = f"{where}.builtin"
         image = _builtin(guest, spec, where)
     elif isinstance(spec, ElfImage):
-        image = _elf(spec, guest.mode, f"{where}.elf")
+        where = f"{where}.elf"
+        image = _elf(spec, guest.mode, where)
     else:
-        image = _flat(spec, guest.mode, f"{where}.flat")
+        where = f"{where}.flat"
+        image = _flat(spec, guest.mode, where)
     check_fits(image, guest, where)
     return image
 
@@ -100,7 +103,7 @@ def _builtin(guest: GuestConfig, spec: BuiltinImage, where: str) -> GuestImage:
                  "PROBE_IDT_LIMIT": IDT_GATE_32_SIZE * PROBE_IDT_VECTORS - 1,
                  "OUT_OF_BOUNDS_ADDRESS": guest.memory}
     source = render(f"guests/{spec.program}.s.j2", constants, name=guest.name)
-    code = assemble(source, BUILTIN_LOAD_ADDRESS, f"{where}.builtin ({spec.program})").code
+    code = assemble(source, BUILTIN_LOAD_ADDRESS, f"{where} ({spec.program})").code
     return GuestImage((Segment(BUILTIN_LOAD_ADDRESS, code),), BUILTIN_LOAD_ADDRESS,
                       StartMode.PROTECTED)
 

@@ -69,6 +69,7 @@ FEATURE_CONTROL_LOCK = bit(0)             # SDM Vol. 3C 23.7
 FEATURE_CONTROL_VMX_OUTSIDE_SMX = bit(2)
 VMX_BASIC_REVISION_MASK = 0x7FFFFFFF      # SDM Vol. 3D A.1
 VMX_MISC_PREEMPTION_RATE_MASK = 0x1F      # SDM Vol. 3D A.6: timer ticks every 2^rate TSC
+VMX_PREEMPTION_TIMER_MAX = 0xFFFFFFFF      # the timer is a 32-bit VMCS field
 EPT_VPID_CAP_INVEPT_ALL_CONTEXT = bit(26)  # SDM Vol. 3D A.10
 EPT_VPID_CAP_INVVPID_ALL_CONTEXT = bit(42)
 INVEPT_ALL_CONTEXT = 2                    # SDM Vol. 3C 30.3 INVEPT types
@@ -117,7 +118,11 @@ AR_DB = bit(14)
 AR_G = bit(15)
 AR_UNUSABLE = bit(16)                     # VMX-only: "segment unusable"
 
+# --- Instruction encodings keystone gets wrong (platform notes) --------------
+OPCODE_JMP_FAR = 0xEA                     # JMP ptr16:32 (SDM Vol. 2A, JMP)
+
 # --- Legacy devices (PC/AT and 16550 data sheets) --------------------------
+PORT_UNCLAIMED_VALUE = 0xFFFFFFFF         # what a read of a port nobody decodes returns
 COM1_BASE = 0x3F8
 UART_PORT_COUNT = 8
 UART_THR = 0          # transmit holding (write), receive buffer (read); DLL when DLAB=1

@@ -139,10 +139,13 @@ def guest_records(layout: Layout) -> bytes:
     return bytes(out)
 
 
+SYMTAB_ENTRY_SIZE = 16
+
+
 def symbol_table(address: int, labels: dict[str, int]) -> bytes:
     """Sorted (address, name pointer) pairs after a count, then the names."""
     ordered = sorted(labels.items(), key=lambda item: (item[1], item[0]))
-    names_base = address + 8 + 16 * len(ordered)
+    names_base = address + 8 + SYMTAB_ENTRY_SIZE * len(ordered)
     pairs = bytearray(q(len(ordered)))
     names = bytearray()
     for name, value in ordered:

@@ -220,6 +220,9 @@ def pack(entries: list[Entry]) -> bytes:
     return bytes(out)
 
 
+CAPS_SOURCE_SIZE = 16
+
+
 def pack_caps_sources() -> bytes:
     """One 16-byte entry per adjust kind: msr (4), style (4), relax (8)."""
     out = bytearray()

@@ -1,0 +1,118 @@
+"""Guests from files and guests that misbehave, booted for real in Bochs."""
+
+import re
+
+import pytest
+
+from harness import binutils_guest, boot_to_end, booted, build_image, guest_lines
+
+pytestmark = pytest.mark.boot
+
+HEARTBEAT_WITNESS = """
+[[guest]]
+name = "witness"
+memory = "128K"
+builtin = "heartbeat"
+heartbeats = 6
+"""
+
+
+def witness_ran_to_the_end(lines):
+    beats = [line for line in guest_lines(lines, "witness") if line.startswith("heartbeat")]
+    return beats == [f"heartbeat {n}" for n in range(1, 7)] and "[hv] witness exited with code 0" in lines
+
+
+def test_forbidden_port_msr_and_vmxon_get_their_documented_outcome(tmp_path):
+    elf = build_image(tmp_path, """
+[[guest]]
+name = "prober"
+memory = "128K"
+builtin = "prober"
+heartbeats = 2
+""" + HEARTBEAT_WITNESS)
+    lines = boot_to_end(elf)
+    said = guest_lines(lines, "prober")
+    assert "port probe: in from an unemulated port read 0x000000ff" in said
+    # Had the write reached Bochs' shutdown port, the run would have ended here.
+    assert "port probe: wrote Shutdown to the emulator's shutdown port, still running" in said
+    assert "caught #GP; msr probe: rdmsr of IA32_APIC_BASE done" in said
+    assert "msr probe: IA32_SYSENTER_ESP reads back 0x5eed1000" in said
+    assert "caught #UD; vmx probe: vmxon done" in said
+    assert "probe: no fault" not in said
+    cpuid = next(line for line in said if line.startswith("cpuid probe"))
+    ecx = int(re.search(r"leaf 1 ecx 0x([0-9a-f]+)", cpuid).group(1), 16)
+    assert ecx & (1 << 5) == 0, "VMX must be hidden"
+    assert ecx & (1 << 31), "the hypervisor-present bit must be set"
+    assert cpuid.endswith(", hypervisor signature HVBUILD  VMM")
+    assert "[hv] prober exited with code 0" in lines
+    assert witness_ran_to_the_end(lines)
+
+
+def test_an_elf32_guest_built_by_gnu_ld_runs_in_protected_mode(tmp_path):
+    guest = binutils_guest(tmp_path, "elf32_hello.S", bits=32)
+    lines = boot_to_end(build_image(tmp_path, f"""
+[[guest]]
+name = "elf32"
+memory = "64K"
+elf = "{guest}"
+""" + HEARTBEAT_WITNESS))
+    assert guest_lines(lines, "elf32") == ["hello from an ELF32 guest"]
+    assert "[hv] elf32 exited with code 7" in lines
+    assert witness_ran_to_the_end(lines)
+
+
+def test_an_elf64_guest_starts_in_long_mode(tmp_path):
+    guest = binutils_guest(tmp_path, "elf64_hello.S", bits=64)
+    lines = boot_to_end(build_image(tmp_path, f"""
+[[guest]]
+name = "elf64"
+memory = "2M"
+elf = "{guest}"
+"""))
+    assert guest_lines(lines, "elf64") == ["hello from an ELF64 guest", "EFER.LMA is set: 64-bit mode"]
+    assert "[hv] elf64 exited with code 0" in lines
+
+
+def test_a_flat_binary_starts_in_real_mode(tmp_path):
+    guest = binutils_guest(tmp_path, "real_hello.S", bits=16, flat=True, link_address=0x7C00)
+    lines = boot_to_end(build_image(tmp_path, f"""
+[[guest]]
+name = "real"
+memory = "64K"
+flat = "{guest}"
+load_address = 0x7C00
+mode = "real"
+""" + HEARTBEAT_WITNESS))
+    assert guest_lines(lines, "real") == ["hello from a real-mode guest"]
+    assert "[hv] real exited with code 16" in lines
+    assert witness_ran_to_the_end(lines)
+
+
+@pytest.mark.parametrize("misdeed, report", [
+    ("INVD", r"\[hv\] bad stopped: INVD, exit 13, qualification 0x0, rip 0x[0-9a-f]+"),
+    ("TRIPLE_FAULT", r"\[hv\] bad stopped: TRIPLE_FAULT, exit 2, qualification 0x0, rip 0x[0-9a-f]+"),
+])
+def test_an_unhandled_exit_stops_only_that_guest_with_a_report(tmp_path, misdeed, report):
+    guest = binutils_guest(tmp_path, "misbehave.S", bits=32, defines=(misdeed,))
+    lines = boot_to_end(build_image(tmp_path, f"""
+[[guest]]
+name = "bad"
+memory = "64K"
+elf = "{guest}"
+""" + HEARTBEAT_WITNESS))
+    assert guest_lines(lines, "bad") == ["about to misbehave"]
+    assert any(re.fullmatch(report, line) for line in lines), lines
+    assert witness_ran_to_the_end(lines)
+
+
+def test_a_hypervisor_fault_prints_a_crash_report_naming_the_symbol(tmp_path):
+    elf = build_image(tmp_path, HEARTBEAT_WITNESS, test_hooks=frozenset({"hv_fault"}))
+    with booted(elf) as console:
+        console.expect(r"\[hv\] powering off")
+        lines = console.run_to_end()
+    panic = next(line for line in lines if "PANIC" in line)
+    assert re.fullmatch(r"\[hv\] PANIC: exception #PF page fault \(vector 14\), error code 0x0, "
+                        r"rip 0x[0-9a-f]+ <boot_test_fault\+0x0>", panic)
+    assert any(line.startswith("[hv] cr2 0x0 ") for line in lines)
+    assert any(line.startswith("[hv] rax 0x") for line in lines)
+    assert not guest_lines(lines, "witness")

@@ -1,0 +1,26 @@
+# A protected-mode guest as a GNU ELF32 executable: prints a line, checks
+# that it really runs in 32-bit protected mode, and exits with code 7.
+    .intel_syntax noprefix
+    .include "com1.inc"
+    .code32
+    .text
+    .globl _start
+_start:
+    lea esi, [message]
+next:
+    lodsb
+    test al, al
+    jz done
+    putc_al
+    jmp next
+done:
+    mov eax, cr0
+    and eax, 1                      # CR0.PE
+    lea ebx, [eax + 6]              # exit code 7 only in protected mode
+    mov eax, HYPERCALL_EXIT
+    vmcall
+    hlt
+
+    .section .rodata
+message:
+    .asciz "hello from an ELF32 guest\n"

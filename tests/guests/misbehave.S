@@ -1,0 +1,46 @@
+# A protected-mode guest that does something the hypervisor does not
+# handle, chosen at build time with --defsym INVD=1 or --defsym TRIPLE_FAULT=1:
+#   INVD          INVD always exits (SDM Vol. 3C 26.1.2), unhandled here
+#   TRIPLE_FAULT  an IDT of limit 0: the breakpoint faults, the #GP too
+    .intel_syntax noprefix
+    .include "com1.inc"
+    .code32
+    .text
+    .globl _start
+_start:
+    lea esi, [message]
+next:
+    lodsb
+    test al, al
+    jz done
+    putc_al
+    jmp next
+done:
+.ifdef INVD
+    invd
+.endif
+.ifdef TRIPLE_FAULT
+    lidt [empty_idt]
+    int3
+.endif
+    lea esi, [survived]
+print_survived:
+    lodsb
+    test al, al
+    jz exit
+    putc_al
+    jmp print_survived
+exit:
+    mov ebx, 1
+    mov eax, HYPERCALL_EXIT
+    vmcall
+    hlt
+
+    .section .rodata
+empty_idt:
+    .word 0
+    .long 0
+message:
+    .asciz "about to misbehave\n"
+survived:
+    .asciz "MISBEHAVIOUR WAS NOT STOPPED\n"

@@ -1,0 +1,22 @@
+# A real-mode guest as a flat binary loaded at 0x7C00, like a boot sector:
+# prints a line in 16-bit real mode and exits with code 16.
+    .intel_syntax noprefix
+    .include "com1.inc"
+    .code16
+    .text
+    .globl _start
+_start:
+    mov si, offset message
+next:
+    lodsb
+    test al, al
+    jz done
+    putc_al
+    jmp next
+done:
+    mov ebx, 16
+    mov eax, HYPERCALL_EXIT
+    vmcall
+    hlt
+message:
+    .asciz "hello from a real-mode guest\n"

@@ -1,0 +1,73 @@
+"""Shared by the tests: build images from config text, build test guests
+with GNU binutils, boot images in an emulator and read their console."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+from builder import build, config
+from builder.run import TARGETS, Run
+
+TESTS = Path(__file__).resolve().parent
+GUESTS = TESTS / "guests"
+BOOT_TIMEOUT_S = 60          # a whole run; the slowest takes a few seconds
+
+
+def write_config(directory: Path, text: str, name: str = "hv.toml") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def build_image(directory: Path, text: str, *, test_hooks: frozenset[str] = frozenset(),
+                iso: bool = True) -> Path:
+    """Build `text` (a TOML config) into `directory`; return hv.elf's path."""
+    result = build.build(config.load(write_config(directory, text)), test_hooks=test_hooks)
+    build.write_outputs(result, directory / "out", iso=iso)
+    return directory / "out" / "hv.elf"
+
+
+def binutils_guest(directory: Path, source: str, *, bits: int, flat: bool = False,
+                   defines: tuple[str, ...] = (), link_address: int = 0x1000) -> Path:
+    """Assemble and link tests/guests/<source> with GNU as and ld."""
+    for tool in ("as", "ld", "objcopy"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"GNU binutils' {tool} is missing: run `make setup`")
+    stem = Path(source).stem + "".join(f"-{d.lower()}" for d in defines)
+    obj, elf_path = directory / f"{stem}.o", directory / f"{stem}.elf"
+    as_mode = "--64" if bits == 64 else "--32"
+    ld_mode = "elf_x86_64" if bits == 64 else "elf_i386"
+    symbols = [arg for d in defines for arg in ("--defsym", f"{d}=1")]
+    subprocess.run(["as", as_mode, "-I", str(GUESTS), *symbols, "-o", str(obj), str(GUESTS / source)],
+                   check=True)
+    subprocess.run(["ld", "-m", ld_mode, "-N", "-e", "_start", f"-Ttext={link_address:#x}",
+                    "-o", str(elf_path), str(obj)], check=True)
+    if not flat:
+        return elf_path
+    binary = directory / f"{stem}.bin"
+    subprocess.run(["objcopy", "-O", "binary", str(elf_path), str(binary)], check=True)
+    return binary
+
+
+@contextmanager
+def booted(elf_path: Path, target: str = "bochs", timeout: float = BOOT_TIMEOUT_S):
+    """Boot the image; yield its console.  The emulator is gone afterwards."""
+    if target == "bochs" and shutil.which("bochs") is None:
+        raise RuntimeError("Bochs is not installed: run `make setup`")
+    with Run(elf_path, TARGETS[target], timeout) as console:
+        yield console
+
+
+def boot_to_end(elf_path: Path, target: str = "bochs") -> list[str]:
+    """Boot the image and return every console line once it powered off."""
+    with booted(elf_path, target) as console:
+        console.expect(r"\[hv\] powering off")
+        return console.run_to_end()
+
+
+def guest_lines(lines: list[str], name: str) -> list[str]:
+    prefix = f"[{name}] "
+    return [line[len(prefix):] for line in lines if line.startswith(prefix)]

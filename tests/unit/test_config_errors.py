@@ -1,0 +1,81 @@
+"""hvbuild on bad input: one clear line naming the key or file, exit 2,
+and nothing written."""
+
+import subprocess
+import sys
+
+import pytest
+
+GOOD_GUEST = """
+[[guest]]
+name = "alpha"
+memory = "128K"
+builtin = "heartbeat"
+"""
+
+CASES = {
+    "unknown top-level key": ("colour = 1\n" + GOOD_GUEST, "hv.toml: colour: unknown key"),
+    "unknown hypervisor key": ("[hypervisor]\nslice = 5\n" + GOOD_GUEST, "hv.toml: hypervisor.slice: unknown key"),
+    "unknown guest key": (GOOD_GUEST + "colour = 'red'\n", "hv.toml: guest[0].colour: unknown key"),
+    "time slice of the wrong type": ("[hypervisor]\ntime_slice = '1ms'\n" + GOOD_GUEST,
+                                     "hv.toml: hypervisor.time_slice: must be an integer, not str"),
+    "time slice too short": ("[hypervisor]\ntime_slice = 5\n" + GOOD_GUEST,
+                             "hv.toml: hypervisor.time_slice: 5 is out of range"),
+    "unsupported console": ("[hypervisor]\nconsole = 'vga'\n" + GOOD_GUEST,
+                            "hv.toml: hypervisor.console: unknown console 'vga'"),
+    "no guests": ("[hypervisor]\n", "hv.toml: guest: no guests"),
+    "guest without a name": ("[[guest]]\nbuiltin = 'heartbeat'\n", "hv.toml: guest[0].name: missing"),
+    "bad guest name": (GOOD_GUEST.replace('"alpha"', '"Alpha One"'), "hv.toml: guest[0].name: 'Alpha One' must be"),
+    "duplicate names": (GOOD_GUEST + GOOD_GUEST, "hv.toml: guest[1].name: duplicate guest name 'alpha'"),
+    "memory too small": (GOOD_GUEST.replace('"128K"', '"16K"'), "hv.toml: guest[0].memory: 16384 bytes is too small"),
+    "memory too large": (GOOD_GUEST.replace('"128K"', '"2G"'), "hv.toml: guest[0].memory: 2147483648 bytes is too large"),
+    "memory not a size": (GOOD_GUEST.replace('"128K"', '"lots"'), "hv.toml: guest[0].memory: 'lots' is not a size"),
+    "memory not page granular": (GOOD_GUEST.replace('"128K"', "65537"), "hv.toml: guest[0].memory: 65537 bytes is not a multiple of 4K"),
+    "two images": (GOOD_GUEST + "elf = 'x.elf'\n", "hv.toml: guest[0]: give exactly one of"),
+    "unknown builtin": (GOOD_GUEST.replace('"heartbeat"', '"tetris"'), "hv.toml: guest[0].builtin: unknown builtin guest 'tetris'"),
+    "missing ELF file": ("[[guest]]\nname = 'a'\nelf = 'missing.elf'\n", "hv.toml: guest[0].elf: no such file: missing.elf"),
+    "flat image without load address": ("[[guest]]\nname = 'a'\nflat = 'blob.bin'\nmode = 'real'\n",
+                                        "hv.toml: guest[0].load_address: missing"),
+    "flat image without mode": ("[[guest]]\nname = 'a'\nflat = 'blob.bin'\nload_address = 0x7C00\n",
+                                "hv.toml: guest[0].mode: missing"),
+    "unknown mode": ("[[guest]]\nname = 'a'\nflat = 'blob.bin'\nload_address = 0\nmode = 'virtual'\n",
+                     "hv.toml: guest[0].mode: 'virtual' is not one of"),
+    "flat image beyond memory": ("[[guest]]\nname = 'a'\nmemory = '64K'\nflat = 'blob.bin'\nload_address = 0xFFF0\nmode = 'real'\n",
+                                 "hv.toml: guest[0].flat: segment [0xfff0, 0x10010) lies outside its memory"),
+    "not an ELF file": ("[[guest]]\nname = 'a'\nelf = 'blob.bin'\n", "hv.toml: guest[0].elf: blob.bin: not a valid ELF file"),
+    "not TOML": ("[[guest]\n", "hv.toml: not valid TOML"),
+}
+
+
+def run_hvbuild(directory, text):
+    (directory / "hv.toml").write_text(text)
+    (directory / "blob.bin").write_bytes(bytes(range(32)))
+    return subprocess.run([sys.executable, "-m", "builder.cli", "hv.toml", "-o", "out"],
+                          cwd=directory, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_config_gives_one_line_exit_2_and_no_output(tmp_path, case):
+    text, expected = CASES[case]
+    done = run_hvbuild(tmp_path, text)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"hvbuild: error: {expected}"), lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_elf_segment_outside_guest_memory_is_refused(tmp_path):
+    from harness import binutils_guest
+    guest = binutils_guest(tmp_path, "elf32_hello.S", bits=32, link_address=0x20000)
+    done = run_hvbuild(tmp_path, f"[[guest]]\nname = 'a'\nmemory = '64K'\nelf = '{guest}'\n")
+    assert done.returncode == 2
+    assert "hvbuild: error: hv.toml: guest[0].elf: segment [0x20000, " in done.stderr
+    assert "lies outside its memory below the start-up tables [0, 0xf000)" in done.stderr
+
+
+def test_a_good_config_builds(tmp_path):
+    done = run_hvbuild(tmp_path, GOOD_GUEST)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["build-report.txt", "hv.elf", "hv.iso"]

@@ -1,0 +1,230 @@
+"""What the built image holds: bytes checked from outside, through the ELF
+file as a boot loader sees it."""
+
+import io
+import re
+import struct
+from pathlib import Path
+
+import pytest
+from capstone import CS_ARCH_X86, CS_MODE_32, CS_MODE_64, Cs
+from elftools.elf.elffile import ELFFile
+
+from builder import build, config, hw
+from builder.render import PROJECT_ROOT
+from harness import build_image
+
+PAGE = 0x1000
+THREE_GUESTS = """
+[hypervisor]
+time_slice = 50000
+[[guest]]
+name = "a"
+memory = "256K"
+builtin = "heartbeat"
+[[guest]]
+name = "b"
+memory = "3M"
+builtin = "scanner"
+[[guest]]
+name = "c"
+memory = "64K"
+builtin = "prober"
+"""
+
+
+class LoadedImage:
+    """Physical memory as a multiboot loader leaves it: each PT_LOAD at its
+    physical address, zero-filled to its memory size."""
+
+    def __init__(self, data: bytes) -> None:
+        self.elf = ELFFile(io.BytesIO(data))
+        self.segments = [(s["p_paddr"], s.data().ljust(s["p_memsz"], b"\0"), s["p_flags"])
+                         for s in self.elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+        self.symbols = {s.name: s["st_value"] for s in self.elf.get_section_by_name(".symtab").iter_symbols()}
+
+    def read(self, address: int, size: int) -> bytes:
+        for start, data, _ in self.segments:
+            if start <= address and address + size <= start + len(data):
+                return data[address - start:address - start + size]
+        raise AssertionError(f"{address:#x} is not loaded by the image")
+
+    def qword(self, address: int) -> int:
+        return struct.unpack("<Q", self.read(address, 8))[0]
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("three")
+    (directory / "hv.toml").write_text(THREE_GUESTS)
+    result = build.build(config.load(directory / "hv.toml"))
+    return result, LoadedImage(result.elf)
+
+
+def test_the_same_config_builds_the_same_bytes(tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    first = build_image(tmp_path / "one", config.DEFAULT_CONFIG.read_text())
+    second = build_image(tmp_path / "two", config.DEFAULT_CONFIG.read_text())
+    assert first.read_bytes() == second.read_bytes()
+    assert first.with_suffix(".iso").read_bytes() == second.with_suffix(".iso").read_bytes()
+
+
+def test_the_image_is_a_multiboot_elf32_that_qemu_and_grub_load(three):
+    result, image = three
+    assert image.elf.elfclass == 32 and image.elf["e_machine"] == "EM_386"
+    assert image.elf["e_entry"] == image.symbols["boot_entry"]
+    head = result.elf[:hw.MULTIBOOT_SEARCH_LIMIT]
+    offset = head.find(struct.pack("<I", hw.MULTIBOOT_HEADER_MAGIC))
+    assert offset >= 0 and offset % 4 == 0
+    magic, flags, checksum = struct.unpack("<III", head[offset:offset + 12])
+    assert (magic + flags + checksum) & 0xFFFFFFFF == 0
+    assert flags & (1 << 16) == 0, "load addresses must come from the ELF headers"
+
+
+def test_load_segments_do_not_overlap_and_stay_below_the_limit(three):
+    _, image = three
+    spans = sorted((start, start + len(data)) for start, data, _ in image.segments)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert end <= start
+    assert spans[0][0] >= 0x100000 and spans[-1][1] <= 3 << 30
+
+
+def test_symbols_name_the_hypervisor_routines(three):
+    _, image = three
+    for name in ("boot_entry", "vmx_exit_entry", "vmx_exit_cpuid", "sched_next", "panic_report"):
+        assert name in image.symbols
+    text = image.elf.get_section_by_name(".text")
+    assert text["sh_addr"] <= image.symbols["vmx_exit_entry"] < text["sh_addr"] + text["sh_size"]
+
+
+def walk_ept(image, eptp):
+    """Every (guest-physical, host-physical) 4 KiB mapping of an EPT."""
+    mappings = []
+    pml4 = eptp & ~0xFFF
+    for i4 in range(512):
+        e4 = image.qword(pml4 + 8 * i4)
+        if not e4 & hw.EPT_RWX:
+            continue
+        for i3 in range(512):
+            e3 = image.qword((e4 & ~0xFFF & (1 << 52) - 1) + 8 * i3)
+            if not e3 & hw.EPT_RWX:
+                continue
+            for i2 in range(512):
+                e2 = image.qword((e3 & ~0xFFF & (1 << 52) - 1) + 8 * i2)
+                if not e2 & hw.EPT_RWX:
+                    continue
+                for i1 in range(512):
+                    e1 = image.qword((e2 & ~0xFFF & (1 << 52) - 1) + 8 * i1)
+                    if e1 & hw.EPT_RWX:
+                        gpa = i4 << 39 | i3 << 30 | i2 << 21 | i1 << 12
+                        mappings.append((gpa, e1 & ~0xFFF & (1 << 52) - 1, e1 & 0x3F))
+    return mappings
+
+
+def test_each_ept_maps_exactly_its_guests_memory_write_back(three):
+    result, image = three
+    owned = []
+    for guest in result.layout.guests:
+        mappings = walk_ept(image, guest.ept.pointer)
+        assert [gpa for gpa, _, _ in mappings] == list(range(0, guest.memory_size, PAGE))
+        assert all(host == guest.memory_base + gpa for gpa, host, _ in mappings)
+        assert all(bits == hw.EPT_RWX | hw.EPT_MEMTYPE_WB << 3 for _, _, bits in mappings)
+        owned.append(set(host for _, host, _ in mappings))
+    for i, pages in enumerate(owned):
+        for other in owned[i + 1:]:
+            assert not pages & other
+        hv_end = result.layout.guests[0].memory_base
+        assert min(pages) >= hv_end, "no guest page may be hypervisor memory"
+
+
+def walk_hv_pages(image, pml4):
+    pages = {}
+    for i4 in range(512):
+        e4 = image.qword(pml4 + 8 * i4)
+        if not e4 & 1:
+            continue
+        for i3 in range(512):
+            e3 = image.qword((e4 & (1 << 52) - PAGE) + 8 * i3)
+            if not e3 & 1:
+                continue
+            for i2 in range(512):
+                e2 = image.qword((e3 & (1 << 52) - PAGE) + 8 * i2)
+                if not e2 & 1:
+                    continue
+                assert not e2 & hw.PTE_LARGE
+                for i1 in range(512):
+                    e1 = image.qword((e2 & (1 << 52) - PAGE) + 8 * i1)
+                    if e1 & 1:
+                        pages[i4 << 39 | i3 << 30 | i2 << 21 | i1 << 12] = e1
+    return pages
+
+
+def test_the_hypervisor_maps_only_itself_with_w_xor_x(three):
+    result, image = three
+    layout = result.layout
+    pages = walk_hv_pages(image, layout.hv_tables["pml4"])
+    assert all(address == entry & (1 << 52) - PAGE for address, entry in pages.items())
+    code = [a for a, e in pages.items() if not e & hw.PTE_NX]
+    assert code and all(layout.text <= a < layout.text + result.text_size for a in code)
+    assert all(not pages[a] & hw.PTE_WRITABLE for a in code)
+    for guest in layout.guests:
+        assert not any(guest.memory_base <= a < guest.memory_base + guest.memory_size for a in pages)
+        assert guest.ept.pml4 not in pages
+    assert layout.stack_top - 0x4000 - PAGE not in pages, "the stack's guard page must be unmapped"
+    assert layout.rwdata["gdt"] in pages and pages[layout.rwdata["gdt"]] & hw.PTE_WRITABLE
+    assert 0 not in pages
+
+
+def test_long_mode_guests_get_an_identity_map_in_their_own_memory(tmp_path):
+    from harness import binutils_guest
+    guest = binutils_guest(tmp_path, "elf64_hello.S", bits=64)
+    (tmp_path / "hv.toml").write_text(f'[[guest]]\nname = "l"\nmemory = "4M"\nelf = "{guest}"\n')
+    result = build.build(config.load(tmp_path / "hv.toml"))
+    image = LoadedImage(result.elf)
+    layout = result.layout.guests[0]
+    pml4_gpa = layout.startup.pml4
+    host = layout.memory_base
+
+    def entry(table_gpa, index):
+        return image.qword(host + table_gpa + 8 * index)
+
+    pdpt = entry(pml4_gpa, 0) & (1 << 52) - PAGE
+    pd = entry(pdpt, 0) & (1 << 52) - PAGE
+    assert [entry(pd, i) & ~0xFFF for i in range(3)] == [0, 0x200000, 0]
+    assert entry(pd, 1) & hw.PTE_LARGE
+
+
+def test_templates_spell_no_hardware_number():
+    """Hardware constants come from builder/hw.py as .set lines; a hex
+    number in a hypervisor template would be a second source of truth."""
+    offenders = []
+    for template in list((PROJECT_ROOT / "hv").rglob("*.j2")) + list((PROJECT_ROOT / "boot").rglob("*.j2")):
+        for number, line in enumerate(template.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if re.search(r"\b0x[0-9a-fA-F]+\b", code):
+                offenders.append(f"{template.name}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def disassemble(result, label, count, mode=CS_MODE_64):
+    address = result.labels[label]
+    offset = address - result.layout.text
+    code = result.elf[PAGE + offset:PAGE + offset + 16 * count]
+    return [f"{i.mnemonic} {i.op_str}".strip() for i in Cs(CS_ARCH_X86, mode).disasm(code, address)][:count]
+
+
+def test_capstone_reads_back_what_the_templates_say(three):
+    """keystone mis-assembles silently (platform notes); an independent
+    disassembler checks the routines where that would hurt."""
+    result, _ = three
+    exit_entry = disassemble(result, "vmx_exit_entry", 18)
+    assert exit_entry[:15] == [f"push {r}" for r in ("r15", "r14", "r13", "r12", "r11", "r10", "r9",
+                                                     "r8", "rdi", "rsi", "rbp", "rbx", "rdx", "rcx", "rax")]
+    assert exit_entry[15:17] == ["mov rbx, rsp", f"mov rsp, {result.layout.stack_top:#x}"]
+    assert "mov ecx, 0x3c" in disassemble(result, "console_put_hex", 12)
+    resume = disassemble(result, "arch_resume_guest", 21)
+    assert resume[-3:] == ["jne " + hex(result.labels["vmx_launch"]), "vmresume",
+                           "jmp " + hex(result.labels["vmx_entry_failed"])]
+    boot = disassemble(result, "boot_enter_long_mode", 16, CS_MODE_32)
+    assert f"ljmp 8:{result.labels['boot_long_mode']:#x}" in boot
