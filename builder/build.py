@@ -14,13 +14,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import elf, hw, paging, tables, vmcs
+from builder import elf, hw, paging, svm, tables, vmcs
 from builder.assemble import assemble
 from builder.config import Config
 from builder.errors import BuildError
 from builder.guest_images import HYPERCALLS, GuestImage, load as load_image
 from builder.layout import (CAPS_KINDS, GDT_ENTRIES, HV_BASE, IDT_GATE_SIZE, IDT_VECTORS,
-                            MSR_TABLE_ENTRY, TEXT_BUDGET, Layout, align_up, plan)
+                            MSR_TABLE_ENTRY, SVM_IOPM_SIZE, SVM_MSRPM_SIZE, TEXT_BUDGET, Layout, align_up, plan)
 from builder.render import PROJECT_ROOT, render
 from builder.structs import (CAPS, GUEST, GUEST_EXITED, GUEST_LINE_SIZE, GUEST_RUNNABLE,
                              GUEST_STOPPED, HV, SAVED_REGISTERS)
@@ -62,9 +62,13 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
             address = layout.rwdata["caps"] + CAPS.size * kind + offset
             constants[f"CAPS_{kind.name}_{name.upper()}_ADDR"] = address
     constants["GUEST_UART_LCR"] = GUEST.offsets["uart_regs"] + hw.UART_LCR
+    constants.update({f"LAYOUT_SVM_{name.upper()}": address for name, address in layout.svm.items()})
+    # The VMCB's guest RAX, seen from the end of a guest record's register
+    # area (where RSP points around VMRUN: hv/svm/entry.s.j2).
+    constants["GUEST_VMCB_FROM_REGISTERS_END"] = GUEST.offsets["vmcb"] - 8 * len(SAVED_REGISTERS)
     constants.update(
         LAYOUT_STACK_TOP=layout.stack_top,
-        LAYOUT_HV_PML4=layout.hv_tables["pml4"],
+        LAYOUT_HV_PML4=layout.hv_tables[0],
         LAYOUT_GDT_LIMIT=GDT_ENTRIES * 8 - 1,
         LAYOUT_IDT_LIMIT=IDT_VECTORS * IDT_GATE_SIZE - 1,
         LAYOUT_END=layout.end,
@@ -87,8 +91,10 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         PANIC_FRAME_RFLAGS=19 * 8, PANIC_FRAME_RSP=20 * 8,
         GUEST_RUNNABLE=GUEST_RUNNABLE, GUEST_EXITED=GUEST_EXITED, GUEST_STOPPED=GUEST_STOPPED,
         TIME_SLICE_CYCLES=config.hypervisor.time_slice,
+        TIME_SLICE_TIMES_CALIBRATION_TICKS=config.hypervisor.time_slice * hw.PIT_CALIBRATION_TICKS,
         MSR_TABLE_COUNT=len(tables.EMULATED_MSRS),
-        MSR_TABLE_ENTRY_SIZE=MSR_TABLE_ENTRY, MSR_ENTRY_FIELD=8, MSR_ENTRY_KIND=12,
+        MSR_TABLE_ENTRY_SIZE=MSR_TABLE_ENTRY,
+        **{f"MSR_ENTRY_{name.upper()}": offset for name, offset in tables.MSR_ENTRY.items()},
         SELECTOR_CODE64=vmcs.SELECTOR_CODE64, SELECTOR_DATA=vmcs.SELECTOR_DATA,
         SELECTOR_CODE32=vmcs.SELECTOR_CODE32, SELECTOR_TSS=vmcs.SELECTOR_TSS,
         HOST_CR0=vmcs.HOST_CR0, HOST_EFER=vmcs.HOST_EFER,
@@ -107,12 +113,15 @@ def build(config: Config, *, test_hooks: frozenset[str] = frozenset()) -> BuildR
     images = tuple(load_image(guest, f"{config.source}: guest[{i}]")
                    for i, guest in enumerate(config.guests))
     modes = [image.mode for image in images]
-    draft = plan(config, modes, 0, 0)
-    common_count = len(vmcs.common_entries(draft, {}))
-    guest_count = len(vmcs.guest_entries(draft.guests[0], images[0]))
+    common_count = guest_count = 0
+    if "vmx" in config.hypervisor.backends:
+        draft = plan(config, modes, 0, 0)
+        common_count = len(vmcs.common_entries(draft, {}))
+        guest_count = len(vmcs.guest_entries(draft.guests[0], images[0]))
     layout = plan(config, modes, common_count, guest_count)
 
     source = render(HV_TEMPLATE, asm_constants(config, layout), layout=layout,
+                    backends=layout.backends,
                     exception_names=hw.EXCEPTION_NAMES,
                     exceptions_with_error_code=hw.EXCEPTIONS_WITH_ERROR_CODE,
                     test_hooks=test_hooks, config=config)
@@ -173,26 +182,34 @@ class _Memory:
 def _place_static_data(memory: _Memory, layout: Layout, labels: dict[str, int],
                        images: tuple[GuestImage, ...]) -> None:
     ro, rw = layout.rodata, layout.rwdata
-    dispatch, names, strings = tables.exit_tables(layout, labels)
+    for name, data in tables.exit_tables(layout, labels).items():
+        memory.place(ro[name], data)
     memory.place(ro["idt"], tables.idt(labels))
-    memory.place(ro["exit_dispatch"], dispatch)
-    memory.place(ro["exit_names"], names)
-    memory.place(ro["strings"], strings)
     memory.place(ro["caps_sources"], vmcs.pack_caps_sources())
     memory.place(ro["msr_table"], tables.msr_table())
-    memory.place(ro["vmcs_common"], vmcs.pack(vmcs.common_entries(layout, labels)))
     memory.place(rw["gdt"], tables.gdt(layout))
     memory.place(rw["tss"], tables.tss(layout))
     memory.place(rw["hv"], tables.hv_record(layout))
     memory.place(rw["guests"], tables.guest_records(layout))
-    page = hw.PAGE_SIZE
-    every_port_and_msr = b"\xff" * page       # every bit set: every access exits
-    for bitmap in (layout.io_bitmap_a, layout.io_bitmap_b, layout.msr_bitmap):
-        memory.place(bitmap, every_port_and_msr)
+    # Every bit set: every port and every MSR access exits.
+    if "vmx" in layout.backends:
+        memory.place(ro["vmcs_common"], vmcs.pack(vmcs.common_entries(layout, labels)))
+        for name in ("io_bitmap_a", "io_bitmap_b", "msr_bitmap"):
+            memory.place(layout.vmx[name], b"\xff" * hw.PAGE_SIZE)
+    if "svm" in layout.backends:
+        memory.place(layout.svm["iopm"], b"\xff" * SVM_IOPM_SIZE)
+        memory.place(layout.svm["msrpm"], b"\xff" * SVM_MSRPM_SIZE)
     for guest, image in zip(layout.guests, images):
-        memory.place(guest.vmcs_init, vmcs.pack(vmcs.guest_entries(guest, image)))
-        for address, table in paging.ept_tables(guest).items():
-            memory.place(address, table)
+        if guest.ept is not None:
+            memory.place(guest.vmcs_init, vmcs.pack(vmcs.guest_entries(guest, image)))
+            for address, table in paging.nested_tables(guest, guest.ept, paging.EPT_DIRECTORY,
+                                                       paging.EPT_LEAF).items():
+                memory.place(address, table)
+        if guest.npt is not None:
+            memory.place(guest.vmcb, svm.vmcb(layout, guest, image))
+            for address, table in paging.nested_tables(guest, guest.npt, paging.NPT_DIRECTORY,
+                                                       paging.NPT_LEAF).items():
+                memory.place(address, table)
         for segment in image.segments:
             memory.place(guest.memory_base + segment.address, segment.data)
         for gpa, data in tables.guest_startup(guest, image).items():
@@ -213,15 +230,19 @@ def _hv_mappings(layout: Layout, text_size: int) -> list[tuple[int, int, int]]:
             break
         flags = present | nx if start < layout.rwdata["gdt"] else present | writable | nx
         mappings.append((start - start % page, end, flags))
+    if "svm" in layout.backends:    # the time-slice NMI is routed by the I/O APIC
+        uncached = present | writable | nx | hw.PTE_PCD | hw.PTE_PWT
+        mappings.append((hw.IOAPIC_BASE, hw.IOAPIC_BASE + page, uncached))
     return mappings
 
 
 def _segments(memory: _Memory, layout: Layout, text_size: int) -> list[elf.LoadSegment]:
-    for address, table in paging.hypervisor_tables(layout, _hv_mappings(layout, text_size)).items():
+    for address, table in paging.hypervisor_tables(layout.hv_tables,
+                                                   _hv_mappings(layout, text_size)).items():
         memory.place(address, table)
     rodata_start = layout.rodata["idt"]
     rwdata_start = layout.rwdata["gdt"]
-    tables_start = layout.hv_tables["pml4"]
+    tables_start = layout.hv_tables[0]
     first_guest = layout.guests[0].memory_base
     r, w, x = elf.PF_R, elf.PF_W, elf.PF_X
     segments = [
@@ -250,8 +271,9 @@ def _report(result: BuildResult) -> str:
     lines += ["", "guests:"]
     for guest, image in zip(layout.guests, result.images):
         lines.append(f"  {guest.name}: {guest.memory_size >> 10} KiB at {guest.memory_base:#x}, "
-                     f"{image.mode.value} mode, entry {image.entry:#x}, VPID {guest.vpid}, "
-                     f"EPTP {guest.ept.pointer:#x}")
+                     f"{image.mode.value} mode, entry {image.entry:#x}, VPID/ASID {guest.vpid}"
+                     + (f", EPTP {guest.ept.ept_pointer:#x}" if guest.ept else "")
+                     + (f", nCR3 {guest.npt.pml4:#x}" if guest.npt else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -72,10 +72,19 @@ class GuestConfig:
     mode: StartMode | None      # None: taken from the image (ELF class, builtin)
 
 
+BACKENDS = ("vmx", "svm")       # Intel VT-x, AMD-V
+
+
 @dataclass(frozen=True)
 class HypervisorConfig:
-    time_slice: int             # TSC cycles per slice (VMX-preemption timer)
+    time_slice: int             # TSC cycles per slice
     console: str
+    backend: str                # "auto" or one of BACKENDS
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The backends built into the image; at boot the first the CPU has runs."""
+        return BACKENDS if self.backend == "auto" else (self.backend,)
 
 
 @dataclass(frozen=True)
@@ -125,13 +134,17 @@ def parse(raw: dict[str, Any], label: str, base_dir: Path) -> Config:
 
 
 def _parse_hypervisor(raw: dict[str, Any], where: str) -> HypervisorConfig:
-    _check_keys(raw, {"time_slice", "console"}, where)
+    _check_keys(raw, {"time_slice", "console", "backend"}, where)
     time_slice = raw.get("time_slice", DEFAULT_TIME_SLICE)
     _check_int(time_slice, f"{where}.time_slice", TIME_SLICE_MIN, TIME_SLICE_MAX)
     console = raw.get("console", "com1")
     if console != "com1":
         raise BuildError(f"{where}.console", f"unknown console {console!r}; supported: 'com1'")
-    return HypervisorConfig(time_slice, console)
+    backend = raw.get("backend", "auto")
+    if backend not in ("auto", *BACKENDS):
+        raise BuildError(f"{where}.backend", f"unknown backend {backend!r}; choose 'auto', "
+                         + ", ".join(repr(b) for b in BACKENDS))
+    return HypervisorConfig(time_slice, console, backend)
 
 
 def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig:

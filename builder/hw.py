@@ -20,12 +20,20 @@ def bit(n: int) -> int:
 CPUID_FEATURES_LEAF = 0x1
 CPUID_1_ECX_VMX_BIT = 5
 CPUID_1_ECX_VMX = bit(CPUID_1_ECX_VMX_BIT)
-CPUID_1_ECX_HYPERVISOR = bit(31)          # reserved for hypervisors, reads 0 on bare metal
+CPUID_1_ECX_HYPERVISOR_BIT = 31           # reserved for hypervisors, reads 0 on bare metal
+CPUID_1_ECX_HYPERVISOR = bit(CPUID_1_ECX_HYPERVISOR_BIT)
 CPUID_EXT_FEATURES_LEAF = 0x80000001
+CPUID_80000001_ECX_SVM_BIT = 2            # AMD APM Vol. 3, CPUID Fn8000_0001_ECX
+CPUID_80000001_ECX_SVM = bit(CPUID_80000001_ECX_SVM_BIT)
+CPUID_SVM_FEATURES_LEAF = 0x8000000A      # AMD APM Vol. 3, CPUID Fn8000_000A
+CPUID_8000000A_EDX_NP = bit(0)
+CPUID_8000000A_EDX_NRIPS = bit(3)
 CPUID_80000001_EDX_NX = bit(20)
 CPUID_80000001_EDX_LM = bit(29)
 CPUID_HV_LEAF_BASE = 0x40000000           # hypervisor leaves 0x40000000-0x4FFFFFFF
 CPUID_HV_LEAF_LAST = 0x4FFFFFFF
+CPUID_HV_FEATURES_LEAF = 0x40000001       # ours: EAX = HV_FEATURE_* bits
+HV_FEATURE_VMMCALL = bit(0)               # hypercalls use VMMCALL (AMD), not VMCALL (Intel)
 CPUID_HV_SIGNATURE = b"HVBUILD  VMM"      # 12 bytes returned in EBX, ECX, EDX of 0x40000000
 
 # --- Control registers (SDM Vol. 3A 2.5) ----------------------------------
@@ -62,6 +70,7 @@ IA32_VMX_TRUE_PROCBASED_CTLS = 0x48E
 IA32_VMX_TRUE_EXIT_CTLS = 0x48F
 IA32_VMX_TRUE_ENTRY_CTLS = 0x490
 IA32_EFER = 0xC0000080
+IA32_PAT = 0x277
 IA32_FS_BASE = 0xC0000100
 IA32_GS_BASE = 0xC0000101
 
@@ -75,16 +84,20 @@ EPT_VPID_CAP_INVVPID_ALL_CONTEXT = bit(42)
 INVEPT_ALL_CONTEXT = 2                    # SDM Vol. 3C 30.3 INVEPT types
 INVVPID_ALL_CONTEXT = 2
 
-EFER_SCE = bit(0)                         # SDM Vol. 3A 2.2.1
+EFER_SCE = bit(0)                         # SDM Vol. 3A 2.2.1; AMD APM Vol. 2 3.1.7
 EFER_LME = bit(8)
 EFER_LMA_BIT = 10
 EFER_LMA = bit(EFER_LMA_BIT)
 EFER_NXE = bit(11)
+EFER_SVME_BIT = 12
+EFER_SVME = bit(EFER_SVME_BIT)
 EFER_GUEST_WRITABLE = EFER_SCE | EFER_LME | EFER_NXE
 EFER_GUEST_RESERVED = ~(EFER_GUEST_WRITABLE | EFER_LMA) & (1 << 64) - 1   # WRMSR: #GP if set
 
 # --- Paging (SDM Vol. 3A 4.5, tables 4-14 ff.) ------------------------------
 PAGE_SIZE = 0x1000
+PTE_PWT = bit(3)
+PTE_PCD = bit(4)
 LARGE_PAGE_SIZE = 0x200000
 PTE_PRESENT = bit(0)
 PTE_WRITABLE = bit(1)
@@ -147,6 +160,34 @@ PIC_MASTER_CMD = 0x20
 PIC_SLAVE_CMD = 0xA0
 PIC_MASK_ALL = 0xFF
 PIC_EOI = 0x20
+# 8254 PIT (Intel 82C54 data sheet): channel 0 drives IRQ 0, channel 2 is
+# gated and read back through port 0x61 (PC/AT system control port B).
+PIT_FREQUENCY_HZ = 1193182
+PIT_CHANNEL0 = 0x40
+PIT_CHANNEL2 = 0x42
+PIT_COMMAND = 0x43
+PIT_CHANNEL0_RATE_GENERATOR = 0x34        # channel 0, lobyte/hibyte, mode 2
+PIT_CHANNEL2_ONE_SHOT = 0xB0              # channel 2, lobyte/hibyte, mode 0
+PIT_COUNT_MIN = 2
+PIT_COUNT_MAX = 0xFFFF
+PIT_CALIBRATION_TICKS = 11932             # 10 ms of PIT time
+SYSTEM_CONTROL_B = 0x61
+SYSTEM_CONTROL_B_GATE2 = bit(0)
+SYSTEM_CONTROL_B_SPEAKER = bit(1)
+SYSTEM_CONTROL_B_OUT2 = bit(5)
+SYSTEM_CONTROL_B_KEEP = ~(SYSTEM_CONTROL_B_GATE2 | SYSTEM_CONTROL_B_SPEAKER) & 0xFF
+# I/O APIC (Intel 82093AA data sheet), at its usual address; the PC's ISA
+# IRQ 0 (the PIT) arrives at its pin 2 (ACPI MADT interrupt source override).
+IOAPIC_BASE = 0xFEC00000
+IOAPIC_REGSEL = 0x00
+IOAPIC_WINDOW = 0x10
+IOAPIC_REDIRECTION_TABLE = 0x10           # register of pin n: 0x10 + 2n (low), + 1 (high)
+IOAPIC_PIT_PIN = 2
+IOAPIC_DELIVERY_NMI = 4 << 8
+IOAPIC_MASKED = bit(16)
+IOAPIC_PIT_ENTRY_LOW = IOAPIC_REDIRECTION_TABLE + 2 * IOAPIC_PIT_PIN
+IOAPIC_PIT_ENTRY_HIGH = IOAPIC_PIT_ENTRY_LOW + 1
+VECTOR_NMI = 2
 BOCHS_SHUTDOWN_PORT = 0x8900              # Bochs: "Shutdown" written here ends the emulator
 QEMU_DEBUG_EXIT_PORT = 0xF4               # QEMU isa-debug-exit, when configured
 QEMU_DEBUG_EXIT_VALUE = 0x10              # QEMU exits with (0x10 << 1) | 1 = 33
@@ -288,11 +329,13 @@ INTR_INFO_VALID = bit(31)
 INTR_INFO_DELIVER_ERROR_CODE = bit(11)
 INTR_TYPE_HARDWARE_EXCEPTION = 3 << 8
 VECTOR_UD = 6                             # invalid opcode
+VECTOR_DF = 8                             # double fault
 VECTOR_GP = 13                            # general protection
 
 # Exit qualification for I/O instructions (SDM Vol. 3C table 28-5)
 IO_QUAL_SIZE_MASK = 0x7                   # access size - 1
-IO_QUAL_DIRECTION_IN = bit(3)
+IO_QUAL_DIRECTION_IN_BIT = 3
+IO_QUAL_DIRECTION_IN = bit(IO_QUAL_DIRECTION_IN_BIT)
 IO_QUAL_STRING = bit(4)
 IO_QUAL_PORT_SHIFT = 16
 
@@ -392,6 +435,172 @@ EXCEPTION_NAMES = (
 EXCEPTIONS_WITH_ERROR_CODE = frozenset({8, 10, 11, 12, 13, 14, 17, 21})
 
 
+# --- AMD SVM (AMD64 APM Vol. 2, chapter 15 and appendix B) -----------------
+VM_CR = 0xC0010114                        # APM 15.30.1
+VM_CR_SVMDIS = bit(4)
+VM_HSAVE_PA = 0xC0010117                  # APM 15.30.4
+SVM_TLB_CONTROL_NOTHING = 0               # APM 15.16.1
+SVM_TLB_CONTROL_FLUSH_GUEST = 3
+SVM_EVENT_VALID = bit(31)                 # APM 15.20, EVENTINJ
+SVM_EVENT_ERROR_VALID = bit(11)
+SVM_EVENT_TYPE_EXCEPTION = 3 << 8
+SVM_IOIO_IN = bit(0)                      # APM 15.10.2, EXITINFO1 of IOIO
+SVM_IOIO_STRING = bit(2)
+SVM_IOIO_SIZE_SHIFT = 4                   # bits 4-6: 8-, 16-, 32-bit access, one-hot
+SVM_IOIO_SIZE_MASK = 0x7
+SVM_IOIO_PORT_SHIFT = 16
+SVM_MSR_WRITE = 1                         # APM 15.11, EXITINFO1 of MSR
+SVM_DEFAULT_PAT = 0x0007040600070406      # power-on PAT (APM Vol. 2 7.8.2)
+SVM_DR6_DEFAULT = 0xFFFF0FF0
+# Intercept bits (APM appendix B, table B-1)
+SVM_INTERCEPT_EXCEPTION_DF = bit(VECTOR_DF)
+SVM_INTERCEPT_NMI = bit(1)
+SVM_INTERCEPT_CPUID = bit(18)
+SVM_INTERCEPT_INVD = bit(22)
+SVM_INTERCEPT_HLT = bit(24)
+SVM_INTERCEPT_INVLPGA = bit(26)
+SVM_INTERCEPT_IOIO_PROT = bit(27)
+SVM_INTERCEPT_MSR_PROT = bit(28)
+SVM_INTERCEPT_SHUTDOWN = bit(31)
+SVM_INTERCEPT_VMRUN = bit(0)
+SVM_INTERCEPT_VMMCALL = bit(1)
+SVM_INTERCEPT_VMLOAD = bit(2)
+SVM_INTERCEPT_VMSAVE = bit(3)
+SVM_INTERCEPT_STGI = bit(4)
+SVM_INTERCEPT_CLGI = bit(5)
+SVM_INTERCEPT_SKINIT = bit(6)
+SVM_V_INTR_MASKING = bit(24)              # in the V_INTR word at VMCB 0x60
+SVM_NP_ENABLE = bit(0)
+SVM_EXITCODE_TABLE_SIZE = 0x90            # exit codes 0x00-0x8F are dispatched by table
+SVM_EXITCODE_INVALID_LOW = 0xFFFFFFFF     # VMRUN failed: -1, of which QEMU writes the low half
+# Fixed instruction lengths for CPUs without NRIPS (QEMU's TCG): the
+# hypervisor accepts these instructions without prefixes only.
+SVM_LENGTH_CPUID = 2
+SVM_LENGTH_HLT = 1
+SVM_LENGTH_VMMCALL = 3
+SVM_LENGTH_MSR = 2
+
+
+class Vmcb(enum.IntEnum):
+    """VMCB offsets, AMD APM Vol. 2 appendix B, tables B-1 and B-2."""
+
+    INTERCEPT_CR = 0x000
+    INTERCEPT_DR = 0x004
+    INTERCEPT_EXCEPTIONS = 0x008
+    INTERCEPT_MISC1 = 0x00C
+    INTERCEPT_MISC2 = 0x010
+    IOPM_BASE_PA = 0x040
+    MSRPM_BASE_PA = 0x048
+    TSC_OFFSET = 0x050
+    GUEST_ASID = 0x058
+    TLB_CONTROL = 0x05C
+    V_INTR = 0x060
+    INTERRUPT_SHADOW = 0x068
+    EXITCODE = 0x070
+    EXITINFO1 = 0x078
+    EXITINFO2 = 0x080
+    EXITINTINFO = 0x088
+    NP_CONTROL = 0x090
+    EVENTINJ = 0x0A8
+    N_CR3 = 0x0B0
+    NRIP = 0x0C8
+    ES = 0x400
+    CS = 0x410
+    SS = 0x420
+    DS = 0x430
+    FS = 0x440
+    GS = 0x450
+    GDTR = 0x460
+    LDTR = 0x470
+    IDTR = 0x480
+    TR = 0x490
+    CPL = 0x4CB
+    EFER = 0x4D0
+    CR4 = 0x548
+    CR3 = 0x550
+    CR0 = 0x558
+    DR7 = 0x560
+    DR6 = 0x568
+    RFLAGS = 0x570
+    RIP = 0x578
+    RSP = 0x5D8
+    RAX = 0x5F8
+    SYSENTER_CS = 0x628
+    SYSENTER_ESP = 0x630
+    SYSENTER_EIP = 0x638
+    G_PAT = 0x668
+
+
+# A VMCB segment: selector (2), attributes (2), limit (4), base (8)
+VMCB_SEGMENT_SELECTOR = 0
+VMCB_SEGMENT_ATTRIBUTES = 2
+VMCB_SEGMENT_LIMIT = 4
+VMCB_SEGMENT_BASE = 8
+
+
+class SvmExit(enum.IntEnum):
+    """#VMEXIT codes, AMD APM Vol. 2 appendix C."""
+
+    EXCEPTION_DF = 0x48
+    INTR = 0x60
+    NMI = 0x61
+    SMI = 0x62
+    INIT = 0x63
+    VINTR = 0x64
+    CR0_SEL_WRITE = 0x65
+    RDTSC = 0x6E
+    RDPMC = 0x6F
+    PUSHF = 0x70
+    POPF = 0x71
+    CPUID = 0x72
+    RSM = 0x73
+    IRET = 0x74
+    SWINT = 0x75
+    INVD = 0x76
+    PAUSE = 0x77
+    HLT = 0x78
+    INVLPG = 0x79
+    INVLPGA = 0x7A
+    IOIO = 0x7B
+    MSR = 0x7C
+    TASK_SWITCH = 0x7D
+    FERR_FREEZE = 0x7E
+    SHUTDOWN = 0x7F
+    VMRUN = 0x80
+    VMMCALL = 0x81
+    VMLOAD = 0x82
+    VMSAVE = 0x83
+    STGI = 0x84
+    CLGI = 0x85
+    SKINIT = 0x86
+    RDTSCP = 0x87
+    ICEBP = 0x88
+    WBINVD = 0x89
+    MONITOR = 0x8A
+    MWAIT = 0x8B
+    MWAIT_CONDITIONAL = 0x8C
+    XSETBV = 0x8D
+    RDPRU = 0x8E
+    EFER_WRITE_TRAP = 0x8F
+    NPF = 0x400
+    INVALID = -1
+
+
+# SVM instructions a guest might try: it sees no SVM, so each gets #UD.
+SVM_INSTRUCTION_EXITS = (SvmExit.VMRUN, SvmExit.VMLOAD, SvmExit.VMSAVE, SvmExit.STGI,
+                         SvmExit.CLGI, SvmExit.SKINIT, SvmExit.INVLPGA)
+
+
+def svm_exit_name(code: int) -> str:
+    if code in SvmExit._value2member_map_:
+        return SvmExit(code).name
+    if 0x40 <= code < 0x60:
+        return f"EXCEPTION_{code - 0x40}"
+    if code < 0x40:
+        return ("READ_CR", "WRITE_CR", "READ_DR", "WRITE_DR")[code >> 4] + str(code & 0xF)
+    return "UNKNOWN"
+
+
 def asm_constants() -> dict[str, int]:
     """Every constant above that the assembly may use, by its Python name."""
     names: dict[str, int] = {}
@@ -402,4 +611,8 @@ def asm_constants() -> dict[str, int]:
         names[f"VMCS_{member.name}"] = int(member)
     for member in ExitReason:
         names[f"EXIT_{member.name}"] = int(member)
+    for member in Vmcb:
+        names[f"VMCB_{member.name}"] = int(member)
+    for member in SvmExit:
+        names[f"SVM_EXIT_{member.name}"] = int(member) & (1 << 64) - 1
     return names

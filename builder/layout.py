@@ -6,11 +6,16 @@ every address the assembly needs is a constant.  Host-physical memory, from
 
     text      hypervisor code and its symbol table     mapped read + execute
     rodata    IDT, exit dispatch, VMCS set-up tables     mapped read-only, NX
-    rwdata    GDT, TSS, records, VMXON region, VMCSs     mapped read-write, NX
+    rwdata    GDT, TSS, records, VMXON region, VMCSs,    mapped read-write, NX
+              VMCBs
     stacks    each below an unmapped guard page          mapped read-write, NX
     tables    hypervisor page tables, I/O and MSR        not mapped: only the
-              bitmaps, every guest's EPT                 CPU reads them
+              bitmaps and permission maps, every         CPU reads them
+              guest's EPT and NPT, SVM host save areas
     guests    each guest's memory, side by side          not mapped
+
+The VMX pieces exist when the image carries the VMX backend, the SVM
+pieces when it carries the SVM backend (`backend = "auto"`: both).
 
 A guest's memory is guest-physical [0, size); its last pages hold the
 start-up tables a protected- or long-mode guest needs (a GDT, and the page
@@ -38,6 +43,9 @@ TSS_SIZE = 104                      # SDM Vol. 3A 8.7, figure 8-11
 CAPS_KINDS = 8                      # see builder.vmcs.Adjust
 MSR_TABLE_ENTRY = 16                # (msr, kind << 32 | vmcs field)
 VMCS_INIT_ENTRY = 16                # (adjust << 32 | field, value)
+SVM_IOPM_SIZE = 3 * 4096            # AMD APM Vol. 2 15.10.1
+SVM_MSRPM_SIZE = 2 * 4096           # AMD APM Vol. 2 15.11
+EXIT_TABLE_ENTRIES = max(hw.EXIT_REASON_COUNT, hw.SVM_EXITCODE_TABLE_SIZE)
 
 
 class Allocator:
@@ -59,14 +67,17 @@ def align_up(value: int, align: int) -> int:
 
 
 @dataclass(frozen=True)
-class EptLayout:
+class NestedTables:
+    """A guest's second-level paging structures (EPT or NPT): 4 levels,
+    one PDPT and one PD (a guest has at most 1 GiB), a PT per 2 MiB."""
+
     pml4: int
     pdpt: int
     pd: int
     pts: tuple[int, ...]
 
     @property
-    def pointer(self) -> int:
+    def ept_pointer(self) -> int:
         """The EPTP: root table, 4-level walk, write-back (SDM Vol. 3C 25.6.11)."""
         return self.pml4 | hw.EPTP_WALK_LENGTH_4 | hw.EPTP_MEMTYPE_WB
 
@@ -90,13 +101,15 @@ class GuestLayout:
     name: str
     vpid: int
     record: int
-    vmcs: int
-    vmcs_init: int
     memory_base: int
     memory_size: int
     usable_top: int
     startup: StartupLayout
-    ept: EptLayout
+    vmcs: int | None            # VMX backend: the VMCS, its set-up table, the EPT
+    vmcs_init: int | None
+    ept: NestedTables | None
+    vmcb: int | None            # SVM backend: the VMCB, the NPT
+    npt: NestedTables | None
 
 
 @dataclass(frozen=True)
@@ -106,10 +119,10 @@ class Layout:
     rwdata: dict[str, int]
     stack_top: int
     exception_stack_top: int
-    hv_tables: dict[str, int]
-    io_bitmap_a: int
-    io_bitmap_b: int
-    msr_bitmap: int
+    hv_tables: tuple[int, ...]  # PML4 first; the rest are handed out as needed
+    backends: tuple[str, ...]
+    vmx: dict[str, int]         # VMX-wide structures (bitmaps); empty without VMX
+    svm: dict[str, int]         # SVM-wide structures (permission maps, save areas)
     guests: tuple[GuestLayout, ...]
     regions: tuple[tuple[str, int, int], ...]
     mapped_end: int
@@ -133,6 +146,20 @@ def startup_layout(mode: StartMode, memory: int) -> StartupLayout:
     return StartupLayout(memory - 4 * page, memory - 3 * page)
 
 
+def hv_table_count(backends: tuple[str, ...]) -> int:
+    """PML4, PDPT, a PD and a PT for the hypervisor's first 2 MiB; the SVM
+    backend also maps the I/O APIC, near 4 GiB: another PD and PT."""
+    return 4 + (2 if "svm" in backends else 0)
+
+
+def _nested_tables(alloc: Allocator, name: str, memory: int) -> NestedTables:
+    page = hw.PAGE_SIZE
+    pts = align_up(memory, hw.LARGE_PAGE_SIZE) // hw.LARGE_PAGE_SIZE
+    return NestedTables(alloc.take(f"{name} pml4", page, page), alloc.take(f"{name} pdpt", page, page),
+                        alloc.take(f"{name} pd", page, page),
+                        tuple(alloc.take(f"{name} pt{i}", page, page) for i in range(pts)))
+
+
 def plan(config: Config, modes: list[StartMode], common_entries: int,
          guest_entries: int) -> Layout:
     """Compute every address.
@@ -141,19 +168,25 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
     are the lengths of the VMCS set-up tables (see `builder.vmcs`).
     """
     page = hw.PAGE_SIZE
+    backends = config.hypervisor.backends
+    has_vmx, has_svm = "vmx" in backends, "svm" in backends
     alloc = Allocator(HV_BASE)
     text = alloc.take("text", TEXT_BUDGET, page)
 
     rodata = {
         "idt": alloc.take("idt", IDT_VECTORS * IDT_GATE_SIZE, page),
-        "exit_dispatch": alloc.take("exit dispatch table", hw.EXIT_REASON_COUNT * 8),
-        "exit_names": alloc.take("exit reason names", hw.EXIT_REASON_COUNT * 8),
         "caps_sources": alloc.take("capability sources", CAPS_KINDS * 16),
         "msr_table": alloc.take("emulated MSR table", 8 * MSR_TABLE_ENTRY),
-        "vmcs_common": alloc.take("VMCS common set-up", common_entries * VMCS_INIT_ENTRY),
-        "strings": alloc.take("exit reason strings", 64 * hw.EXIT_REASON_COUNT),
+        "strings": alloc.take("exit reason strings", 64 * EXIT_TABLE_ENTRIES),
     }
-    vmcs_init = [alloc.take(f"VMCS set-up {g.name}", guest_entries * VMCS_INIT_ENTRY)
+    if has_vmx:
+        rodata["vmx_exit_dispatch"] = alloc.take("VMX exit dispatch table", hw.EXIT_REASON_COUNT * 8)
+        rodata["vmx_exit_names"] = alloc.take("VMX exit reason names", hw.EXIT_REASON_COUNT * 8)
+        rodata["vmcs_common"] = alloc.take("VMCS common set-up", common_entries * VMCS_INIT_ENTRY)
+    if has_svm:
+        rodata["svm_exit_dispatch"] = alloc.take("SVM exit dispatch table", hw.SVM_EXITCODE_TABLE_SIZE * 8)
+        rodata["svm_exit_names"] = alloc.take("SVM exit code names", hw.SVM_EXITCODE_TABLE_SIZE * 8)
+    vmcs_init = [alloc.take(f"VMCS set-up {g.name}", guest_entries * VMCS_INIT_ENTRY) if has_vmx else None
                  for g in config.guests]
     rwdata = {
         "gdt": alloc.take("gdt", GDT_ENTRIES * 8, page),
@@ -161,9 +194,11 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
         "hv": alloc.take("hypervisor state", HV.size),
         "caps": alloc.take("capabilities", CAPS_KINDS * CAPS.size),
         "guests": alloc.take("guest records", len(config.guests) * GUEST.size, 64),
-        "vmxon": alloc.take("VMXON region", page, page),
     }
-    vmcs = [alloc.take(f"VMCS {g.name}", page, page) for g in config.guests]
+    if has_vmx:
+        rwdata["vmxon"] = alloc.take("VMXON region", page, page)
+    vmcs = [alloc.take(f"VMCS {g.name}", page, page) if has_vmx else None for g in config.guests]
+    vmcb = [alloc.take(f"VMCB {g.name}", page, page) if has_svm else None for g in config.guests]
     alloc.take("stack guard (unmapped)", page, page)
     stack_top = alloc.take("stack", STACK_SIZE, page) + STACK_SIZE
     alloc.take("exception stack guard (unmapped)", page, page)
@@ -171,19 +206,20 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
     mapped_end = alloc.next
     assert mapped_end <= hw.LARGE_PAGE_SIZE, "the hypervisor's mapped range outgrew its one page table"
 
-    hv_tables = {name: alloc.take(f"hv {name}", page, page) for name in ("pml4", "pdpt", "pd")}
-    hv_tables["pt"] = alloc.take("hv pt", page, page)
-    io_bitmap_a = alloc.take("I/O bitmap A", page, page)
-    io_bitmap_b = alloc.take("I/O bitmap B", page, page)
-    msr_bitmap = alloc.take("MSR bitmap", page, page)
-    epts = []
-    for guest in config.guests:
-        pts = align_up(guest.memory, hw.LARGE_PAGE_SIZE) // hw.LARGE_PAGE_SIZE
-        epts.append(EptLayout(
-            alloc.take(f"EPT {guest.name} pml4", page, page),
-            alloc.take(f"EPT {guest.name} pdpt", page, page),
-            alloc.take(f"EPT {guest.name} pd", page, page),
-            tuple(alloc.take(f"EPT {guest.name} pt{i}", page, page) for i in range(pts))))
+    hv_tables = tuple(alloc.take(f"hv page table {i}", page, page)
+                      for i in range(hv_table_count(backends)))
+    vmx, svm = {}, {}
+    if has_vmx:
+        vmx["io_bitmap_a"] = alloc.take("I/O bitmap A", page, page)
+        vmx["io_bitmap_b"] = alloc.take("I/O bitmap B", page, page)
+        vmx["msr_bitmap"] = alloc.take("MSR bitmap", page, page)
+    if has_svm:
+        svm["iopm"] = alloc.take("I/O permission map", SVM_IOPM_SIZE, page)
+        svm["msrpm"] = alloc.take("MSR permission map", SVM_MSRPM_SIZE, page)
+        svm["host_save_area"] = alloc.take("SVM host save area", page, page)
+        svm["host_vmcb"] = alloc.take("SVM host VMCB (VMSAVE/VMLOAD)", page, page)
+    epts = [_nested_tables(alloc, f"EPT {g.name}", g.memory) if has_vmx else None for g in config.guests]
+    npts = [_nested_tables(alloc, f"NPT {g.name}", g.memory) if has_svm else None for g in config.guests]
 
     guests = []
     for index, (guest, mode) in enumerate(zip(config.guests, modes)):
@@ -192,15 +228,15 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
         usable = startup.usable_top if startup.usable_top >= 0 else guest.memory
         guests.append(GuestLayout(
             index=index, name=guest.name, vpid=index + 1,
-            record=rwdata["guests"] + index * GUEST.size, vmcs=vmcs[index],
-            vmcs_init=vmcs_init[index], memory_base=base, memory_size=guest.memory,
-            usable_top=usable, startup=startup, ept=epts[index]))
+            record=rwdata["guests"] + index * GUEST.size, memory_base=base,
+            memory_size=guest.memory, usable_top=usable, startup=startup,
+            vmcs=vmcs[index], vmcs_init=vmcs_init[index], ept=epts[index],
+            vmcb=vmcb[index], npt=npts[index]))
     if alloc.next > PHYSICAL_LIMIT:
         raise BuildError(config.source, f"the guests need {alloc.next // MIB} MiB of physical "
                          f"memory; the machine layout allows {PHYSICAL_LIMIT // MIB} MiB")
     return Layout(text=text, rodata=rodata, rwdata=rwdata, stack_top=stack_top,
                   exception_stack_top=exception_stack_top, hv_tables=hv_tables,
-                  io_bitmap_a=io_bitmap_a, io_bitmap_b=io_bitmap_b, msr_bitmap=msr_bitmap,
-                  guests=tuple(guests), regions=tuple(alloc.regions), mapped_end=mapped_end,
+                  backends=backends, vmx=vmx, svm=svm, guests=tuple(guests), regions=tuple(alloc.regions), mapped_end=mapped_end,
                   end=alloc.next, common_entries=common_entries,
                   guest_entries=guest_entries)

@@ -1,9 +1,13 @@
 """Boot an image in an emulator and stream its COM1 console (`hvrun`).
 
-Targets (launch definitions in qemu/):
-  bochs   Bochs with Intel VMX emulated (qemu/bochsrc.j2); works on any host.
-  kvm     QEMU with KVM and `-cpu host`, only where the host CPU has VMX and
-          KVM nests it (checked, never assumed).
+The targets are defined in qemu/targets.toml (and qemu/bochsrc.j2):
+  kvm        QEMU with KVM and `-cpu host`, only where the host CPU has VMX
+             or SVM and KVM nests it (checked, never assumed);
+  qemu       QEMU's software CPU: AMD SVM with nested paging;
+  bochs      Bochs: Intel VMX with EPT;
+  bochs-svm  Bochs' AMD model: SVM with nested paging.
+Without --target, the fastest one that can run the image's backends wins,
+in that order; the image's symbols tell which backends it carries.
 
 Every run has a hard timeout and leaves no emulator process behind: the
 emulator gets its own session, dies with the runner (PR_SET_PDEATHSIG),
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import tomllib
 import tty
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,7 @@ import pexpect
 import pexpect.fdpexpect
 from elftools.elf.elffile import ELFFile
 
+from builder import hw
 from builder.build import make_iso
 from builder.errors import BuildError
 from builder.render import PROJECT_ROOT
@@ -39,49 +45,79 @@ DEFAULT_TIMEOUT_S = 120
 MIN_MACHINE_MIB = 32            # GRUB and the BIOS need room of their own
 GRUB_HEADROOM_MIB = 16
 POWER_OFF_LINE = "[hv] powering off"
+FAILURE_PREFIXES = ("[hv] fatal:", "[hv] PANIC:")
 PR_SET_PDEATHSIG = 1
-BOCHS_CPU_VMX = "corei7_skylake_x"
+TARGETS_FILE = PROJECT_ROOT / "qemu" / "targets.toml"
+EMULATOR_COMMANDS = {"qemu": "qemu-system-x86_64", "bochs": "bochs"}
+DEBIAN_PACKAGES = {"qemu": "qemu-system-x86", "bochs": "bochs bochsbios vgabios bochs-term"}
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
     description: str
+    emulator: str                       # "qemu" or "bochs"
+    backend: str                        # "vmx", "svm", or "host" (KVM: the host's)
+    args: tuple[str, ...] = ()
+    cpu_model: str = ""
 
 
-TARGETS = {
-    "bochs": Target("bochs", "Bochs, Intel VMX emulated in software"),
-    "kvm": Target("kvm", "QEMU with KVM, the host's VMX nested"),
-}
+def _load_targets() -> dict[str, Target]:
+    raw = tomllib.loads(TARGETS_FILE.read_text())
+    return {name: Target(name, t["description"], t["emulator"], t["backend"],
+                         tuple(t.get("args", ())), t.get("cpu_model", ""))
+            for name, t in raw.items()}
 
 
-def kvm_nests_vmx() -> tuple[bool, str]:
-    """Whether QEMU/KVM can give a guest VMX here, and why (not)."""
+TARGETS = _load_targets()
+
+
+def kvm_nested_backend() -> tuple[str | None, str]:
+    """The extension QEMU/KVM can give a guest here ("vmx" or "svm"), and
+    why (not).  Never assumed: the CPU flag, KVM's nested parameter and
+    /dev/kvm are all checked."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False, "no /proc/cpuinfo"
-    if not re.search(r"^flags\s*:.*\bvmx\b", flags, re.MULTILINE):
-        return False, "the host CPU has no VMX"
-    nested = Path("/sys/module/kvm_intel/parameters/nested")
+        return None, "no /proc/cpuinfo"
+    for backend, module in (("vmx", "kvm_intel"), ("svm", "kvm_amd")):
+        if re.search(rf"^flags\s*:.*\b{backend}\b", flags, re.MULTILINE):
+            break
+    else:
+        return None, "the host CPU has neither VMX nor SVM"
+    nested = Path(f"/sys/module/{module}/parameters/nested")
     if not nested.exists() or nested.read_text().strip() not in ("Y", "1"):
-        return False, "kvm_intel is not loaded with nested=1"
+        return None, f"{module} is not loaded with nested=1"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return False, "/dev/kvm is not usable"
-    if shutil.which("qemu-system-x86_64") is None:
-        return False, "qemu-system-x86_64 is not installed"
-    return True, "the host has VMX and KVM nests it"
+        return None, "/dev/kvm is not usable"
+    return backend, f"the host has {backend.upper()} and KVM nests it"
 
 
-def choose_target(requested: str | None) -> tuple[Target, str]:
+def image_backends(elf_path: Path) -> set[str]:
+    """The backends an image carries, from its symbol table."""
+    with open(elf_path, "rb") as stream:
+        symbols = ELFFile(stream).get_section_by_name(".symtab")
+        names = {symbol.name for symbol in symbols.iter_symbols()} if symbols else set()
+    return {backend for backend in ("vmx", "svm") if f"{backend}_init" in names}
+
+
+def choose_target(requested: str | None, elf_path: Path) -> tuple[Target, str]:
+    """The target to boot `elf_path` on, and why it was chosen."""
+    backends = image_backends(elf_path)
     if requested:
         if requested not in TARGETS:
             raise BuildError("--target", f"unknown target {requested!r}; choose one of {sorted(TARGETS)}")
         return TARGETS[requested], "requested"
-    usable, why = kvm_nests_vmx()
-    if usable:
-        return TARGETS["kvm"], why
-    return TARGETS["bochs"], f"no nested VMX under KVM ({why})"
+    kvm_backend, kvm_why = kvm_nested_backend()
+    if kvm_backend in backends and shutil.which(EMULATOR_COMMANDS["qemu"]):
+        return TARGETS["kvm"], kvm_why
+    for name in ("qemu", "bochs", "bochs-svm"):
+        target = TARGETS[name]
+        if target.backend in backends and shutil.which(EMULATOR_COMMANDS[target.emulator]):
+            return target, f"no nested virtualization under KVM ({kvm_why}); the fastest emulator " \
+                           f"for the image's {'/'.join(sorted(backends))} backend"
+    raise BuildError(str(elf_path), f"no emulator here runs its backends ({', '.join(sorted(backends))}): "
+                     "run `make setup`")
 
 
 def machine_memory_mib(elf_path: Path) -> int:
@@ -147,8 +183,12 @@ class Run:
         self.console: Console | None = None
 
     def __enter__(self) -> Console:
-        if self.target.name == "kvm":
-            self.console = self._start_qemu_kvm()
+        command = EMULATOR_COMMANDS[self.target.emulator]
+        if shutil.which(command) is None:
+            raise BuildError(command, f"not installed: run `make setup` (Debian: "
+                             f"{DEBIAN_PACKAGES[self.target.emulator]})")
+        if self.target.emulator == "qemu":
+            self.console = self._start_qemu()
         else:
             self.console = self._start_bochs()
         return self.console
@@ -186,9 +226,6 @@ class Run:
             preexec_fn=lambda: libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL))
 
     def _start_bochs(self) -> Console:
-        if shutil.which("bochs") is None:
-            raise BuildError("bochs", "not installed: run `make setup` (Debian: bochs bochsbios "
-                             "vgabios bochs-term)")
         iso = self.iso_path or self.elf_path.with_suffix(".iso")
         if not iso.is_file():
             iso = self.workdir / "hv.iso"
@@ -197,7 +234,7 @@ class Run:
         environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(PROJECT_ROOT / "qemu")),
                                          undefined=jinja2.StrictUndefined)
         config = environment.get_template("bochsrc.j2").render(
-            cpu_model=BOCHS_CPU_VMX, memory_mib=machine_memory_mib(self.elf_path),
+            cpu_model=self.target.cpu_model, memory_mib=machine_memory_mib(self.elf_path),
             iso=iso.resolve(), log=self.workdir / "bochs.log", serial=fifo)
         (self.workdir / "bochsrc").write_text(config)
         (self.workdir / "debugger.rc").write_text("c\n")     # Debian's build stops in its debugger
@@ -209,13 +246,15 @@ class Run:
                          daemon=True).start()
         return Console(read_end, self.timeout, self.echo)
 
-    def _start_qemu_kvm(self) -> Console:
+    def _start_qemu(self) -> Console:
+        """QEMU loads the multiboot ELF itself (-kernel); the hypervisor ends
+        the run through the isa-debug-exit device."""
         fifo, read_end, write_end = self._fifo()
         stdout = open(self.emulator_log, "wb")
-        self._spawn(["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m",
-                     str(machine_memory_mib(self.elf_path)), "-display", "none", "-no-reboot",
-                     "-monitor", "none", "-serial", f"file:{fifo}",
-                     "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
+        self._spawn([EMULATOR_COMMANDS["qemu"], *self.target.args,
+                     "-m", str(machine_memory_mib(self.elf_path)), "-display", "none",
+                     "-no-reboot", "-monitor", "none", "-serial", f"file:{fifo}",
+                     "-device", f"isa-debug-exit,iobase={hw.QEMU_DEBUG_EXIT_PORT:#x},iosize=4",
                      "-kernel", str(self.elf_path.resolve())], write_end, stdout)
         stdout.close()
         os.close(write_end)
@@ -259,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hvrun: error: {args.image}: no such image (run hvbuild first)", file=sys.stderr)
         return 2
     try:
-        target, why = choose_target(args.target)
+        target, why = choose_target(args.target, args.image)
         print(f"hvrun: target {target.name}: {target.description} ({why})", flush=True)
         with Run(args.image, target, args.timeout, echo=True) as console:
             console.run_to_end()
@@ -271,5 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not any(line.startswith(POWER_OFF_LINE) for line in console.lines):
         print("hvrun: the emulator ended before the hypervisor powered off", file=sys.stderr)
+        return 1
+    if any(line.startswith(FAILURE_PREFIXES) for line in console.lines):
+        print("hvrun: the hypervisor could not run the guests", file=sys.stderr)
         return 1
     return 0

@@ -60,9 +60,10 @@ GUEST_STOPPED = 2       # the hypervisor stopped it (a fault or an unhandled exi
 
 GUEST = Record("GUEST", [
     *(Field(register, 8) for register in SAVED_REGISTERS),
-    Field("arch_state", 8),      # VMX: physical address of the guest's VMCS
-    Field("init_table", 8),      # address of the (field, value) pairs that set up the VMCS
+    Field("vmcs", 8),            # VMX: physical address of the guest's VMCS
+    Field("init_table", 8),      # VMX: address of the (field, value) pairs that set up the VMCS
     Field("init_count", 8),
+    Field("vmcb", 8),            # SVM: physical address of the guest's VMCB
     Field("exit_count", 8),
     Field("exit_code", 8),       # the code given with the exit hypercall
     Field("stop_reason", 8),     # address of a string naming why the hypervisor stopped it
@@ -87,5 +88,12 @@ HV = Record("HV", [
     Field("timer_slice", 8),       # VMX-preemption timer value of one time slice
     Field("boot_tick", 8),         # TSC at the hypervisor's first instruction
     Field("current", 8),           # guest record running now, 0 before the first
-    Field("vmxon_region", 8),
+    Field("vmxon_region", 8),      # VMX: the operand of VMXON
+    Field("nrip_supported", 8),    # SVM: the CPU reports the next RIP (NRIPS)
+    Field("features", 8),          # HV_FEATURE_* bits the guests see at CPUID 0x40000001
+    # The backend chosen at boot, as the core calls it (hv/core/arch.s.j2)
+    Field("arch_run_guest", 8),
+    Field("arch_resume_guest", 8),
+    Field("arch_state_read", 8),
+    Field("arch_state_write", 8),
 ])

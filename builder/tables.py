@@ -6,6 +6,7 @@ bitmaps and the symbol table the crash reporter searches.
 from __future__ import annotations
 
 import enum
+import struct
 
 from builder import hw, vmcs
 from builder.config import StartMode
@@ -16,9 +17,10 @@ from builder.structs import GUEST, GUEST_RUNNABLE, HV
 
 E = hw.ExitReason
 
-# One handler per exit reason (templates in hv/vmx/); every other reason
-# reaches vmx_exit_unhandled, which stops the guest with a report.
-EXIT_HANDLERS = {
+# One handler per exit reason (templates in hv/vmx/ and hv/svm/); every
+# other reason reaches the backend's unhandled-exit handler, which stops the
+# guest with a report.
+VMX_EXIT_HANDLERS = {
     E.EXTERNAL_INTERRUPT: "vmx_exit_external_interrupt",
     E.TRIPLE_FAULT: "vmx_exit_triple_fault",
     E.INIT_SIGNAL: "vmx_exit_init_signal",
@@ -34,27 +36,41 @@ EXIT_HANDLERS = {
     E.PREEMPTION_TIMER: "vmx_exit_preemption_timer",
     **{reason: "vmx_exit_vmx_instruction" for reason in hw.VMX_INSTRUCTION_EXITS},
 }
-UNHANDLED_EXIT = "vmx_exit_unhandled"
+S = hw.SvmExit
+SVM_EXIT_HANDLERS = {
+    S.EXCEPTION_DF: "svm_exit_double_fault",
+    S.NMI: "svm_exit_nmi",
+    S.CPUID: "svm_exit_cpuid",
+    S.HLT: "svm_exit_hlt",
+    S.VMMCALL: "svm_exit_vmmcall",
+    S.IOIO: "svm_exit_ioio",
+    S.MSR: "svm_exit_msr",
+    S.SHUTDOWN: "svm_exit_shutdown",
+    **{code: "svm_exit_svm_instruction" for code in hw.SVM_INSTRUCTION_EXITS},
+}
 
 
 class MsrKind(enum.IntEnum):
     """How the hypervisor emulates an MSR the guest may use (see README)."""
 
-    VMCS_ADDRESS = 0     # kept in a VMCS guest field; writes must be canonical
-    VMCS_VALUE = 1       # kept in a VMCS guest field as written
-    EFER = 2             # VMCS guest EFER; only SCE, LME, NXE are writable
+    ADDRESS = 0          # kept in the guest state; writes must be canonical
+    VALUE = 1            # kept in the guest state as written
+    EFER = 2             # only SCE, LME, NXE are writable; LMA follows the CPU
     TSC = 3              # reads the time-stamp counter; writes raise #GP
 
 
+V, M = hw.Vmcs, hw.Vmcb
+# (MSR, kind, where VMX keeps it: VMCS field, where SVM keeps it: VMCB offset)
 EMULATED_MSRS = (
-    (hw.IA32_TSC, MsrKind.TSC, 0),
-    (hw.IA32_SYSENTER_CS, MsrKind.VMCS_VALUE, hw.Vmcs.GUEST_SYSENTER_CS),
-    (hw.IA32_SYSENTER_ESP, MsrKind.VMCS_ADDRESS, hw.Vmcs.GUEST_SYSENTER_ESP),
-    (hw.IA32_SYSENTER_EIP, MsrKind.VMCS_ADDRESS, hw.Vmcs.GUEST_SYSENTER_EIP),
-    (hw.IA32_EFER, MsrKind.EFER, hw.Vmcs.GUEST_IA32_EFER),
-    (hw.IA32_FS_BASE, MsrKind.VMCS_ADDRESS, hw.Vmcs.GUEST_FS_BASE),
-    (hw.IA32_GS_BASE, MsrKind.VMCS_ADDRESS, hw.Vmcs.GUEST_GS_BASE),
+    (hw.IA32_TSC, MsrKind.TSC, 0, 0),
+    (hw.IA32_SYSENTER_CS, MsrKind.VALUE, V.GUEST_SYSENTER_CS, M.SYSENTER_CS),
+    (hw.IA32_SYSENTER_ESP, MsrKind.ADDRESS, V.GUEST_SYSENTER_ESP, M.SYSENTER_ESP),
+    (hw.IA32_SYSENTER_EIP, MsrKind.ADDRESS, V.GUEST_SYSENTER_EIP, M.SYSENTER_EIP),
+    (hw.IA32_EFER, MsrKind.EFER, V.GUEST_IA32_EFER, M.EFER),
+    (hw.IA32_FS_BASE, MsrKind.ADDRESS, V.GUEST_FS_BASE, M.FS + hw.VMCB_SEGMENT_BASE),
+    (hw.IA32_GS_BASE, MsrKind.ADDRESS, V.GUEST_GS_BASE, M.GS + hw.VMCB_SEGMENT_BASE),
 )
+MSR_ENTRY = {"number": 0, "kind": 4, "vmx": 8, "svm": 12}    # byte offsets of an entry
 
 
 def q(value: int) -> bytes:
@@ -92,40 +108,56 @@ def tss(layout: Layout) -> bytes:
 
 
 def idt(labels: dict[str, int]) -> bytes:
-    """Interrupt gates for the 32 exception vectors (SDM Vol. 3A 6.14.1)."""
+    """Interrupt gates for the 32 exception vectors (SDM Vol. 3A 6.14.1).
+    An NMI is not a fault: the SVM backend takes the time-slice NMI through
+    its gate (hv_nmi)."""
     out = bytearray()
     for vector in range(32):
-        handler = labels[f"panic_exception_{vector}"]
+        handler = labels["hv_nmi" if vector == hw.VECTOR_NMI else f"panic_exception_{vector}"]
         gate = (handler & 0xFFFF) | vmcs.SELECTOR_CODE64 << 16 | 1 << 32 | 0x8E << 40
         gate |= (handler >> 16 & 0xFFFF) << 48
         out += gate.to_bytes(8, "little") + (handler >> 32).to_bytes(8, "little")
     return bytes(out)
 
 
-def exit_tables(layout: Layout, labels: dict[str, int]) -> tuple[bytes, bytes, bytes]:
-    """(dispatch table, name pointer table, name strings) by exit reason."""
-    dispatch = bytearray()
-    names = bytearray()
+def exit_tables(layout: Layout, labels: dict[str, int]) -> dict[str, bytes]:
+    """Per backend: the dispatch table and the exit-name pointer table, by
+    exit reason (VMX) or exit code (SVM); plus the name strings."""
     strings = bytearray()
     strings_base = layout.rodata["strings"]
-    for reason in range(hw.EXIT_REASON_COUNT):
-        label = EXIT_HANDLERS.get(reason, UNHANDLED_EXIT)
-        dispatch += q(labels[label])
-        name = hw.ExitReason(reason).name if reason in hw.ExitReason._value2member_map_ else "UNKNOWN"
-        names += q(strings_base + len(strings))
-        strings += name.encode() + b"\0"
-    return bytes(dispatch), bytes(names), bytes(strings)
+    out = {}
+
+    def name_pointer(name: str) -> bytes:
+        pointer = q(strings_base + len(strings))
+        strings.extend(name.encode() + b"\0")
+        return pointer
+
+    if "vmx" in layout.backends:
+        out["vmx_exit_dispatch"] = b"".join(
+            q(labels[VMX_EXIT_HANDLERS.get(reason, "vmx_exit_unhandled")])
+            for reason in range(hw.EXIT_REASON_COUNT))
+        out["vmx_exit_names"] = b"".join(
+            name_pointer(hw.ExitReason(r).name if r in hw.ExitReason._value2member_map_ else "UNKNOWN")
+            for r in range(hw.EXIT_REASON_COUNT))
+    if "svm" in layout.backends:
+        out["svm_exit_dispatch"] = b"".join(
+            q(labels[SVM_EXIT_HANDLERS.get(code, "svm_exit_unhandled")])
+            for code in range(hw.SVM_EXITCODE_TABLE_SIZE))
+        out["svm_exit_names"] = b"".join(
+            name_pointer(hw.svm_exit_name(code)) for code in range(hw.SVM_EXITCODE_TABLE_SIZE))
+    out["strings"] = bytes(strings)
+    return out
 
 
 def msr_table() -> bytes:
     out = bytearray()
-    for msr, kind, field in EMULATED_MSRS:
-        out += q(msr) + q(int(kind) << 32 | int(field))
+    for msr, kind, vmx_field, svm_offset in EMULATED_MSRS:
+        out += struct.pack("<IIII", msr, kind, vmx_field, svm_offset)
     return bytes(out)
 
 
 def hv_record(layout: Layout) -> bytes:
-    return HV.pack(vmxon_region=layout.rwdata["vmxon"])
+    return HV.pack(vmxon_region=layout.rwdata.get("vmxon", 0))
 
 
 def guest_records(layout: Layout) -> bytes:
@@ -133,8 +165,8 @@ def guest_records(layout: Layout) -> bytes:
     uart_reset = bytes([0, 0, hw.UART_IIR_NO_INTERRUPT, hw.UART_LCR_8N1, 0,
                         hw.UART_LSR_THRE | hw.UART_LSR_TEMT, hw.UART_MSR_IDLE, 0])
     for guest in layout.guests:
-        out += GUEST.pack(arch_state=guest.vmcs, init_table=guest.vmcs_init,
-                          init_count=layout.guest_entries, state=GUEST_RUNNABLE,
+        out += GUEST.pack(vmcs=guest.vmcs or 0, init_table=guest.vmcs_init or 0,
+                          init_count=layout.guest_entries, vmcb=guest.vmcb or 0, state=GUEST_RUNNABLE,
                           name=guest.name.encode(), uart_regs=uart_reset)
     return bytes(out)
 

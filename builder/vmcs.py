@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from builder import hw
 from builder.config import StartMode
-from builder.guest_images import GUEST_CODE_SELECTOR, GuestImage
+from builder.guest_images import GuestImage
 from builder.layout import GuestLayout, Layout
+from builder.start_state import start_state
 from builder.structs import GUEST, SAVED_REGISTERS
 
 V = hw.Vmcs
@@ -28,11 +29,6 @@ SELECTOR_CODE64 = 0x08
 SELECTOR_DATA = 0x10
 SELECTOR_CODE32 = 0x18
 SELECTOR_TSS = 0x20
-
-# A guest's GDT, at the start of its start-up tables
-GUEST_SELECTOR_CODE32 = GUEST_CODE_SELECTOR
-GUEST_SELECTOR_DATA = 0x10
-GUEST_SELECTOR_CODE64 = 0x18
 
 
 class Adjust(enum.IntEnum):
@@ -100,9 +96,9 @@ def common_entries(layout: Layout, labels: dict[str, int]) -> list[Entry]:
         (V.SECONDARY_VM_EXEC_CONTROL, Adjust.PROC_BASED2, PROC_BASED2_CONTROLS),
         (V.VM_EXIT_CONTROLS, Adjust.EXIT, EXIT_CONTROLS),
         (V.EXCEPTION_BITMAP, plain, 0),
-        (V.IO_BITMAP_A, plain, layout.io_bitmap_a),
-        (V.IO_BITMAP_B, plain, layout.io_bitmap_b),
-        (V.MSR_BITMAP, plain, layout.msr_bitmap),
+        (V.IO_BITMAP_A, plain, layout.vmx["io_bitmap_a"]),
+        (V.IO_BITMAP_B, plain, layout.vmx["io_bitmap_b"]),
+        (V.MSR_BITMAP, plain, layout.vmx["msr_bitmap"]),
         (V.VMCS_LINK_POINTER, plain, hw.VMCS_LINK_POINTER_NONE),
         (V.CR0_GUEST_HOST_MASK, plain, CR0_HOST_OWNED),
         (V.CR4_GUEST_HOST_MASK, plain, CR4_HOST_OWNED),
@@ -126,82 +122,36 @@ def common_entries(layout: Layout, labels: dict[str, int]) -> list[Entry]:
         (V.GUEST_SYSENTER_CS, plain, 0),
         (V.GUEST_SYSENTER_ESP, plain, 0),
         (V.GUEST_SYSENTER_EIP, plain, 0),
-        (V.GUEST_RFLAGS, plain, hw.RFLAGS_RESERVED_1),
     ]
-
-
-@dataclass(frozen=True)
-class Segment:
-    selector: int
-    base: int
-    limit: int
-    access: int
-
-
-def _start_segments(mode: StartMode, entry: int) -> tuple[Segment, Segment, int]:
-    """(code segment, data segment, instruction pointer) a guest starts with."""
-    if mode is StartMode.REAL:
-        code_base = entry & ~0xFFFF
-        code = Segment(code_base >> 4, code_base, 0xFFFF, hw.AR_P | hw.AR_S | hw.AR_TYPE_CODE_RX_ACCESSED)
-        data = Segment(0, 0, 0xFFFF, hw.AR_P | hw.AR_S | hw.AR_TYPE_DATA_RW_ACCESSED)
-        return code, data, entry - code_base
-    flat = 0xFFFFFFFF
-    data = Segment(GUEST_SELECTOR_DATA, 0, flat,
-                   hw.AR_G | hw.AR_DB | hw.AR_P | hw.AR_S | hw.AR_TYPE_DATA_RW_ACCESSED)
-    if mode is StartMode.PROTECTED:
-        code = Segment(GUEST_SELECTOR_CODE32, 0, flat,
-                       hw.AR_G | hw.AR_DB | hw.AR_P | hw.AR_S | hw.AR_TYPE_CODE_RX_ACCESSED)
-    else:
-        code = Segment(GUEST_SELECTOR_CODE64, 0, flat,
-                       hw.AR_G | hw.AR_L | hw.AR_P | hw.AR_S | hw.AR_TYPE_CODE_RX_ACCESSED)
-    return code, data, entry
 
 
 def guest_entries(guest: GuestLayout, image: GuestImage) -> list[Entry]:
-    """A guest's start state (documented in the README's "guest's view")."""
+    """A guest's start state (builder/start_state.py) as VMCS fields."""
     plain = Adjust.NONE
-    mode = image.mode
-    code, data, rip = _start_segments(mode, image.entry)
-    cr0 = hw.CR0_ET | hw.CR0_NE
-    cr4 = 0
-    cr3 = 0
-    efer = 0
+    state = start_state(guest, image)
     entry_controls = hw.ENTRY_LOAD_IA32_EFER
-    if mode is not StartMode.REAL:
-        cr0 |= hw.CR0_PE
-    if mode is StartMode.LONG:
-        cr0 |= hw.CR0_PG | hw.CR0_WP
-        cr4 |= hw.CR4_PAE
-        cr3 = guest.startup.pml4
-        efer = hw.EFER_LME | hw.EFER_LMA
+    if state.mode is StartMode.LONG:
         entry_controls |= hw.ENTRY_IA32E_MODE_GUEST
-    gdt_base = guest.startup.gdt or 0
-    gdt_limit = 4 * 8 - 1 if guest.startup.gdt is not None else 0xFFFF
-    idt_limit = 0x3FF if mode is StartMode.REAL else 0
-    stack = min(guest.usable_top, 0x10000) - 16 if mode is StartMode.REAL else guest.usable_top
     entries: list[Entry] = [
         (V.VIRTUAL_PROCESSOR_ID, plain, guest.vpid),
-        (V.EPT_POINTER, plain, guest.ept.pointer),
+        (V.EPT_POINTER, plain, guest.ept.ept_pointer),
         (V.HOST_RSP, plain, guest.record + GUEST.offsets["rax"] + 8 * len(SAVED_REGISTERS)),
         (V.VM_ENTRY_CONTROLS, Adjust.ENTRY, entry_controls),
-        (V.GUEST_CR0, Adjust.CR0, cr0),
-        (V.CR0_READ_SHADOW, plain, cr0),
-        (V.GUEST_CR3, plain, cr3),
-        (V.GUEST_CR4, Adjust.CR4, cr4),
-        (V.CR4_READ_SHADOW, plain, cr4),
-        (V.GUEST_IA32_EFER, plain, efer),
-        (V.GUEST_RIP, plain, rip),
-        (V.GUEST_RSP, plain, stack),
-        (V.GUEST_GDTR_BASE, plain, gdt_base),
-        (V.GUEST_GDTR_LIMIT, plain, gdt_limit),
-        (V.GUEST_IDTR_BASE, plain, 0),
-        (V.GUEST_IDTR_LIMIT, plain, idt_limit),
+        (V.GUEST_CR0, Adjust.CR0, state.cr0),
+        (V.CR0_READ_SHADOW, plain, state.cr0),
+        (V.GUEST_CR3, plain, state.cr3),
+        (V.GUEST_CR4, Adjust.CR4, state.cr4),
+        (V.CR4_READ_SHADOW, plain, state.cr4),
+        (V.GUEST_IA32_EFER, plain, state.efer),
+        (V.GUEST_RIP, plain, state.rip),
+        (V.GUEST_RFLAGS, plain, state.rflags),
+        (V.GUEST_RSP, plain, state.rsp),
+        (V.GUEST_GDTR_BASE, plain, state.gdtr[0]),
+        (V.GUEST_GDTR_LIMIT, plain, state.gdtr[1]),
+        (V.GUEST_IDTR_BASE, plain, state.idtr[0]),
+        (V.GUEST_IDTR_LIMIT, plain, state.idtr[1]),
     ]
-    segments = {"CS": code, "SS": data, "DS": data, "ES": data, "FS": data, "GS": data,
-                # SDM Vol. 3C 26.3.1.2: TR must be a usable busy TSS; LDTR may be unusable.
-                "TR": Segment(0, 0, 0xFFFF, hw.AR_P | hw.AR_TYPE_TSS_BUSY_32),
-                "LDTR": Segment(0, 0, 0, hw.AR_UNUSABLE)}
-    for name, segment in segments.items():
+    for name, segment in state.segments.items():
         entries += [
             (V[f"GUEST_{name}_SELECTOR"], plain, segment.selector),
             (V[f"GUEST_{name}_BASE"], plain, segment.base),

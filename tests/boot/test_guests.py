@@ -1,10 +1,12 @@
-"""Guests from files and guests that misbehave, booted for real in Bochs."""
+"""Guests from files and guests that misbehave, booted for real on every
+target (the `target` fixture, tests/boot/conftest.py)."""
 
 import re
 
 import pytest
 
-from harness import binutils_guest, boot_to_end, booted, build_image, guest_lines
+from harness import (BACKEND_OF, EMULATOR_GAPS, EXPECTED_EXITS, binutils_guest, boot_to_end, booted,
+                     build_image, guest_lines)
 
 pytestmark = pytest.mark.boot
 
@@ -22,7 +24,7 @@ def witness_ran_to_the_end(lines):
     return beats == [f"heartbeat {n}" for n in range(1, 7)] and "[hv] witness exited with code 0" in lines
 
 
-def test_forbidden_port_msr_and_vmxon_get_their_documented_outcome(tmp_path):
+def test_forbidden_port_msr_and_vmxon_get_their_documented_outcome(tmp_path, target):
     elf = build_image(tmp_path, """
 [[guest]]
 name = "prober"
@@ -30,7 +32,7 @@ memory = "128K"
 builtin = "prober"
 heartbeats = 2
 """ + HEARTBEAT_WITNESS)
-    lines = boot_to_end(elf)
+    lines = boot_to_end(elf, target)
     said = guest_lines(lines, "prober")
     assert "port probe: in from an unemulated port read 0x000000ff" in said
     # Had the write reached Bochs' shutdown port, the run would have ended here.
@@ -48,32 +50,32 @@ heartbeats = 2
     assert witness_ran_to_the_end(lines)
 
 
-def test_an_elf32_guest_built_by_gnu_ld_runs_in_protected_mode(tmp_path):
+def test_an_elf32_guest_built_by_gnu_ld_runs_in_protected_mode(tmp_path, target):
     guest = binutils_guest(tmp_path, "elf32_hello.S", bits=32)
     lines = boot_to_end(build_image(tmp_path, f"""
 [[guest]]
 name = "elf32"
 memory = "64K"
 elf = "{guest}"
-""" + HEARTBEAT_WITNESS))
+""" + HEARTBEAT_WITNESS), target)
     assert guest_lines(lines, "elf32") == ["hello from an ELF32 guest"]
     assert "[hv] elf32 exited with code 7" in lines
     assert witness_ran_to_the_end(lines)
 
 
-def test_an_elf64_guest_starts_in_long_mode(tmp_path):
+def test_an_elf64_guest_starts_in_long_mode(tmp_path, target):
     guest = binutils_guest(tmp_path, "elf64_hello.S", bits=64)
     lines = boot_to_end(build_image(tmp_path, f"""
 [[guest]]
 name = "elf64"
 memory = "2M"
 elf = "{guest}"
-"""))
+"""), target)
     assert guest_lines(lines, "elf64") == ["hello from an ELF64 guest", "EFER.LMA is set: 64-bit mode"]
     assert "[hv] elf64 exited with code 0" in lines
 
 
-def test_a_flat_binary_starts_in_real_mode(tmp_path):
+def test_a_flat_binary_starts_in_real_mode(tmp_path, target):
     guest = binutils_guest(tmp_path, "real_hello.S", bits=16, flat=True, link_address=0x7C00)
     lines = boot_to_end(build_image(tmp_path, f"""
 [[guest]]
@@ -82,32 +84,76 @@ memory = "64K"
 flat = "{guest}"
 load_address = 0x7C00
 mode = "real"
-""" + HEARTBEAT_WITNESS))
+""" + HEARTBEAT_WITNESS), target)
     assert guest_lines(lines, "real") == ["hello from a real-mode guest"]
     assert "[hv] real exited with code 16" in lines
     assert witness_ran_to_the_end(lines)
 
 
-@pytest.mark.parametrize("misdeed, report", [
-    ("INVD", r"\[hv\] bad stopped: INVD, exit 13, qualification 0x0, rip 0x[0-9a-f]+"),
-    ("TRIPLE_FAULT", r"\[hv\] bad stopped: TRIPLE_FAULT, exit 2, qualification 0x0, rip 0x[0-9a-f]+"),
-])
-def test_an_unhandled_exit_stops_only_that_guest_with_a_report(tmp_path, misdeed, report):
+@pytest.mark.parametrize("misdeed", ["INVD", "TRIPLE_FAULT"])
+def test_an_unhandled_exit_stops_only_that_guest_with_a_report(tmp_path, target, misdeed):
+    if (target, misdeed.lower()) in EMULATOR_GAPS:
+        pytest.skip(EMULATOR_GAPS[target, misdeed.lower()])
     guest = binutils_guest(tmp_path, "misbehave.S", bits=32, defines=(misdeed,))
     lines = boot_to_end(build_image(tmp_path, f"""
 [[guest]]
 name = "bad"
 memory = "64K"
 elf = "{guest}"
-""" + HEARTBEAT_WITNESS))
+""" + HEARTBEAT_WITNESS), target)
     assert guest_lines(lines, "bad") == ["about to misbehave"]
-    assert any(re.fullmatch(report, line) for line in lines), lines
+    expected = EXPECTED_EXITS[target][misdeed.lower()]
+    assert any(re.fullmatch(rf"\[hv\] bad stopped: {expected}, rip 0x[0-9a-f]+", line)
+               for line in lines), lines
     assert witness_ran_to_the_end(lines)
 
 
-def test_a_hypervisor_fault_prints_a_crash_report_naming_the_symbol(tmp_path):
+def test_a_real_mode_guest_cannot_reach_past_its_memory(tmp_path, target):
+    guest = binutils_guest(tmp_path, "real_escape.S", bits=16, flat=True, link_address=0x7C00)
+    lines = boot_to_end(build_image(tmp_path, f"""
+[[guest]]
+name = "real"
+memory = "64K"
+flat = "{guest}"
+load_address = 0x7C00
+mode = "real"
+""" + HEARTBEAT_WITNESS), target)
+    assert guest_lines(lines, "real") == ["real mode: reading guest-physical 0x10000"]
+    expected = EXPECTED_EXITS[target]["out_of_bounds"].split(",")[0]
+    assert any(re.fullmatch(rf"\[hv\] real stopped: {expected}, exit \d+, qualification 0x[0-9a-f]+, "
+                            r"guest-physical 0x10000, rip 0x[0-9a-f]+", line) for line in lines), lines
+    assert witness_ran_to_the_end(lines)
+
+
+@pytest.mark.parametrize("backend", ["vmx", "svm"])
+def test_a_forced_backend_on_a_cpu_without_it_fails_with_a_clear_message(tmp_path, target, backend):
+    if BACKEND_OF[target] == backend:
+        pytest.skip(f"{target} has {backend}: nothing to refuse")
+    lines = boot_to_end(build_image(tmp_path, f'[hypervisor]\nbackend = "{backend}"\n' + HEARTBEAT_WITNESS),
+                        target)
+    assert lines == [f"[hv] {backend}: this CPU has no {backend.upper()} "
+                     + ("(Intel VT-x)" if backend == "vmx" else "(AMD-V)"),
+                     f'[hv] fatal: this image was built for the {backend} backend only '
+                     f'(config: backend = "{backend}")',
+                     "[hv] powering off"]
+
+
+def test_svm_finds_the_next_rip_with_and_without_nrips(tmp_path, target):
+    """QEMU's software CPU has no NRIPS, Bochs' AMD model has it: the same
+    guests run either way (the other tests), and the hypervisor says which."""
+    if BACKEND_OF[target] != "svm":
+        pytest.skip("SVM only")
+    lines = boot_to_end(build_image(tmp_path, HEARTBEAT_WITNESS), target)
+    expected = {"qemu": "[hv] svm: no NRIPS: next RIP from the exit information or fixed instruction "
+                        "lengths",
+                "bochs-svm": "[hv] svm: the CPU reports each exit's next RIP (NRIPS)"}[target]
+    assert lines[1] == expected
+    assert witness_ran_to_the_end(lines)
+
+
+def test_a_hypervisor_fault_prints_a_crash_report_naming_the_symbol(tmp_path, target):
     elf = build_image(tmp_path, HEARTBEAT_WITNESS, test_hooks=frozenset({"hv_fault"}))
-    with booted(elf) as console:
+    with booted(elf, target) as console:
         console.expect(r"\[hv\] powering off")
         lines = console.run_to_end()
     panic = next(line for line in lines if "PANIC" in line)

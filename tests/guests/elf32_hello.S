@@ -1,7 +1,7 @@
 # A protected-mode guest as a GNU ELF32 executable: prints a line, checks
 # that it really runs in 32-bit protected mode, and exits with code 7.
     .intel_syntax noprefix
-    .include "com1.inc"
+    .include "guest.inc"
     .code32
     .text
     .globl _start
@@ -17,8 +17,7 @@ done:
     mov eax, cr0
     and eax, 1                      # CR0.PE
     lea ebx, [eax + 6]              # exit code 7 only in protected mode
-    mov eax, HYPERCALL_EXIT
-    vmcall
+    exit_with_ebx
     hlt
 
     .section .rodata

@@ -2,7 +2,7 @@
 # second line only if EFER.LMA says it really runs in 64-bit mode, and
 # exits with code 0.
     .intel_syntax noprefix
-    .include "com1.inc"
+    .include "guest.inc"
     .code64
     .text
     .globl _start
@@ -17,8 +17,7 @@ _start:
     call print
 skip:
     xor ebx, ebx
-    mov eax, HYPERCALL_EXIT
-    vmcall
+    exit_with_ebx
     hlt
 
 print:

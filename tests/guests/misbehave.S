@@ -3,7 +3,7 @@
 #   INVD          INVD always exits (SDM Vol. 3C 26.1.2), unhandled here
 #   TRIPLE_FAULT  an IDT of limit 0: the breakpoint faults, the #GP too
     .intel_syntax noprefix
-    .include "com1.inc"
+    .include "guest.inc"
     .code32
     .text
     .globl _start
@@ -32,8 +32,7 @@ print_survived:
     jmp print_survived
 exit:
     mov ebx, 1
-    mov eax, HYPERCALL_EXIT
-    vmcall
+    exit_with_ebx
     hlt
 
     .section .rodata

@@ -1,7 +1,7 @@
 # A real-mode guest as a flat binary loaded at 0x7C00, like a boot sector:
 # prints a line in 16-bit real mode and exits with code 16.
     .intel_syntax noprefix
-    .include "com1.inc"
+    .include "guest.inc"
     .code16
     .text
     .globl _start
@@ -15,8 +15,7 @@ next:
     jmp next
 done:
     mov ebx, 16
-    mov eax, HYPERCALL_EXIT
-    vmcall
+    exit_with_ebx
     hlt
 message:
     .asciz "hello from a real-mode guest\n"
