@@ -114,8 +114,8 @@ def choose_target(requested: str | None, elf_path: Path) -> tuple[Target, str]:
     for name in ("qemu", "bochs", "bochs-svm"):
         target = TARGETS[name]
         if target.backend in backends and shutil.which(EMULATOR_COMMANDS[target.emulator]):
-            return target, f"no nested virtualization under KVM ({kvm_why}); the fastest emulator " \
-                           f"for the image's {'/'.join(sorted(backends))} backend"
+            return target, (f"KVM cannot nest here: {kvm_why}; the fastest emulator for this "
+                            f"image's backends ({', '.join(sorted(backends))})")
     raise BuildError(str(elf_path), f"no emulator here runs its backends ({', '.join(sorted(backends))}): "
                      "run `make setup`")
 
@@ -163,12 +163,14 @@ class _Tee:
     def write(self, data: str) -> None:
         self.sink.append(data)
         if self.stream:
-            self.stream.write(data)
-            self.stream.flush()
+            try:
+                self.stream.write(data)
+                self.stream.flush()
+            except BrokenPipeError:      # e.g. `hvrun | head`: keep the run, stop echoing
+                self.stream = None
 
     def flush(self) -> None:
-        if self.stream:
-            self.stream.flush()
+        pass
 
 
 class Run:
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         target, why = choose_target(args.target, args.image)
-        print(f"hvrun: target {target.name}: {target.description} ({why})", flush=True)
+        print(f"hvrun: target {target.name}: {target.description}; {why}", flush=True)
         with Run(args.image, target, args.timeout, echo=True) as console:
             console.run_to_end()
     except BuildError as error:
@@ -308,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     except pexpect.TIMEOUT:
         print(f"\nhvrun: timed out after {args.timeout:g} s; emulator killed", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nhvrun: interrupted; emulator killed", file=sys.stderr)
+        return 130
     if not any(line.startswith(POWER_OFF_LINE) for line in console.lines):
         print("hvrun: the emulator ended before the hypervisor powered off", file=sys.stderr)
         return 1
@@ -315,3 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         print("hvrun: the hypervisor could not run the guests", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,6 +21,8 @@ CASES = {
                                      "hv.toml: hypervisor.time_slice: must be an integer, not str"),
     "time slice too short": ("[hypervisor]\ntime_slice = 5\n" + GOOD_GUEST,
                              "hv.toml: hypervisor.time_slice: 5 is out of range"),
+    "unknown backend": ("[hypervisor]\nbackend = 'tdx'\n" + GOOD_GUEST,
+                        "hv.toml: hypervisor.backend: unknown backend 'tdx'"),
     "unsupported console": ("[hypervisor]\nconsole = 'vga'\n" + GOOD_GUEST,
                             "hv.toml: hypervisor.console: unknown console 'vga'"),
     "no guests": ("[hypervisor]\n", "hv.toml: guest: no guests"),
