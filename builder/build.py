@@ -47,6 +47,14 @@ class BuildResult:
         return _report(self)
 
 
+def panic_frame_offsets() -> dict[str, int]:
+    """panic_report's stack, from its RSP: the saved registers, the vector
+    and error code the stub pushed, then the CPU's frame (SDM Vol. 3A 6.14.2)."""
+    slots = [*SAVED_REGISTERS, "vector", "error", "rip", "cs", "rflags", "rsp", "ss"]
+    return {f"PANIC_FRAME_{name.upper()}": 8 * slots.index(name)
+            for name in ("vector", "error", "rip", "rflags", "rsp")}
+
+
 def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     """Every number the hypervisor templates may use, by name."""
     constants = {**hw.asm_constants(), **GUEST.asm_constants(), **HV.asm_constants(),
@@ -86,9 +94,7 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         SYMTAB_ENTRY_SIZE=tables.SYMTAB_ENTRY_SIZE,
         PANIC_SAVED_REGISTERS=len(SAVED_REGISTERS), PANIC_REGISTER_NAME_SIZE=5,
         GUEST_REGISTERS_SIZE=8 * len(SAVED_REGISTERS),
-        # panic_report's stack: 15 saved registers, vector, error code, CPU frame
-        PANIC_FRAME_VECTOR=15 * 8, PANIC_FRAME_ERROR=16 * 8, PANIC_FRAME_RIP=17 * 8,
-        PANIC_FRAME_RFLAGS=19 * 8, PANIC_FRAME_RSP=20 * 8,
+        **panic_frame_offsets(),
         GUEST_RUNNABLE=GUEST_RUNNABLE, GUEST_EXITED=GUEST_EXITED, GUEST_STOPPED=GUEST_STOPPED,
         TIME_SLICE_CYCLES=config.hypervisor.time_slice,
         TIME_SLICE_TIMES_CALIBRATION_TICKS=config.hypervisor.time_slice * hw.PIT_CALIBRATION_TICKS,

@@ -130,6 +130,14 @@ AR_L = bit(13)                            # 64-bit code segment
 AR_DB = bit(14)
 AR_G = bit(15)
 AR_UNUSABLE = bit(16)                     # VMX-only: "segment unusable"
+AR_TYPE_TSS_AVAILABLE_64 = 0x9
+# Flat descriptors in this layout: access byte in bits 7:0, flags in 15:12
+FLAT_CODE32 = AR_G | AR_DB | AR_P | AR_S | AR_TYPE_CODE_RX_ACCESSED
+FLAT_CODE64 = AR_G | AR_L | AR_P | AR_S | AR_TYPE_CODE_RX_ACCESSED
+FLAT_DATA = AR_G | AR_DB | AR_P | AR_S | AR_TYPE_DATA_RW_ACCESSED
+FLAT_LIMIT_PAGES = 0xFFFFF                # 4 GiB in 4 KiB units, with G set
+
+DR7_RESET = 0x400                         # SDM Vol. 3B 17.2.4: DR7 after reset
 
 # --- Instruction encodings keystone gets wrong (platform notes) --------------
 OPCODE_JMP_FAR = 0xEA                     # JMP ptr16:32 (SDM Vol. 2A, JMP)

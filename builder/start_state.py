@@ -53,14 +53,11 @@ def _code_and_data(mode: StartMode, entry: int) -> tuple[Segment, Segment, int]:
                        hw.AR_P | hw.AR_S | hw.AR_TYPE_CODE_RX_ACCESSED)
         data = Segment(0, 0, REAL_MODE_SEGMENT_LIMIT, hw.AR_P | hw.AR_S | hw.AR_TYPE_DATA_RW_ACCESSED)
         return code, data, entry - code_base
-    data = Segment(GUEST_SELECTOR_DATA, 0, FLAT_LIMIT,
-                   hw.AR_G | hw.AR_DB | hw.AR_P | hw.AR_S | hw.AR_TYPE_DATA_RW_ACCESSED)
+    data = Segment(GUEST_SELECTOR_DATA, 0, FLAT_LIMIT, hw.FLAT_DATA)
     if mode is StartMode.PROTECTED:
-        code = Segment(GUEST_SELECTOR_CODE32, 0, FLAT_LIMIT,
-                       hw.AR_G | hw.AR_DB | hw.AR_P | hw.AR_S | hw.AR_TYPE_CODE_RX_ACCESSED)
+        code = Segment(GUEST_SELECTOR_CODE32, 0, FLAT_LIMIT, hw.FLAT_CODE32)
     else:
-        code = Segment(GUEST_SELECTOR_CODE64, 0, FLAT_LIMIT,
-                       hw.AR_G | hw.AR_L | hw.AR_P | hw.AR_S | hw.AR_TYPE_CODE_RX_ACCESSED)
+        code = Segment(GUEST_SELECTOR_CODE64, 0, FLAT_LIMIT, hw.FLAT_CODE64)
     return code, data, entry
 
 

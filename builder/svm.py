@@ -24,7 +24,6 @@ INTERCEPT_MISC1 = (hw.SVM_INTERCEPT_NMI | hw.SVM_INTERCEPT_CPUID | hw.SVM_INTERC
 INTERCEPT_MISC2 = (hw.SVM_INTERCEPT_VMRUN | hw.SVM_INTERCEPT_VMMCALL | hw.SVM_INTERCEPT_VMLOAD
                    | hw.SVM_INTERCEPT_VMSAVE | hw.SVM_INTERCEPT_STGI | hw.SVM_INTERCEPT_CLGI
                    | hw.SVM_INTERCEPT_SKINIT)
-DR7_DEFAULT = 0x400
 
 
 def segment_attributes(access: int) -> int:
@@ -63,7 +62,7 @@ def vmcb(layout: Layout, guest: GuestLayout, image: GuestImage) -> bytes:
     put(M.CR3, "<Q", state.cr3)
     put(M.CR4, "<Q", state.cr4)
     put(M.DR6, "<Q", hw.SVM_DR6_DEFAULT)
-    put(M.DR7, "<Q", DR7_DEFAULT)
+    put(M.DR7, "<Q", hw.DR7_RESET)
     put(M.RFLAGS, "<Q", state.rflags)
     put(M.RIP, "<Q", state.rip)
     put(M.RSP, "<Q", state.rsp)

@@ -77,22 +77,33 @@ def q(value: int) -> bytes:
     return (value & (1 << 64) - 1).to_bytes(8, "little")
 
 
-def segment_descriptor(base: int, limit: int, access: int, flags: int) -> bytes:
-    """An 8-byte code/data descriptor (SDM Vol. 3A 3.4.5, figure 3-8)."""
+def segment_descriptor(base: int, limit: int, attributes: int) -> bytes:
+    """An 8-byte descriptor (SDM Vol. 3A 3.4.5, figure 3-8); `attributes` in
+    the access-rights layout of builder/hw.py (access byte, then flags in
+    bits 15:12).  The accessed bits are set, so loading a selector never
+    writes the table."""
+    access, flags = attributes & 0xFF, attributes >> 12 & 0xF
     value = (limit & 0xFFFF) | (base & 0xFFFFFF) << 16 | access << 40
     value |= (limit >> 16 & 0xF) << 48 | flags << 52 | (base >> 24 & 0xFF) << 56
     return value.to_bytes(8, "little")
 
 
+def flat_gdt() -> bytes:
+    """null, 32-bit code, data, 64-bit code: the selectors of
+    builder/start_state.py (0x08, 0x10, 0x18), for each guest."""
+    return (bytes(8) + segment_descriptor(0, hw.FLAT_LIMIT_PAGES, hw.FLAT_CODE32)
+            + segment_descriptor(0, hw.FLAT_LIMIT_PAGES, hw.FLAT_DATA)
+            + segment_descriptor(0, hw.FLAT_LIMIT_PAGES, hw.FLAT_CODE64))
+
+
 def gdt(layout: Layout) -> bytes:
-    """null, 64-bit code, data, 32-bit code (boot), 64-bit TSS (two slots)."""
+    """The hypervisor's: null, 64-bit code, data, 32-bit code (boot), and a
+    64-bit TSS, which takes two slots (SDM Vol. 3A 8.2.3)."""
     tss = layout.rwdata["tss"]
-    code, data = 0x9B, 0x93                  # present, ring 0, accessed: no write-back on load
-    long_mode, big_4k = 0xA, 0xC             # flags nibble: G|L, G|D
-    tss_low = segment_descriptor(tss, TSS_SIZE - 1, 0x89, 0)  # 0x89: present 64-bit TSS, available
-    table = (bytes(8) + segment_descriptor(0, 0xFFFFF, code, long_mode)
-             + segment_descriptor(0, 0xFFFFF, data, big_4k)
-             + segment_descriptor(0, 0xFFFFF, code, big_4k)
+    tss_low = segment_descriptor(tss, TSS_SIZE - 1, hw.AR_P | hw.AR_TYPE_TSS_AVAILABLE_64)
+    table = (bytes(8) + segment_descriptor(0, hw.FLAT_LIMIT_PAGES, hw.FLAT_CODE64)
+             + segment_descriptor(0, hw.FLAT_LIMIT_PAGES, hw.FLAT_DATA)
+             + segment_descriptor(0, hw.FLAT_LIMIT_PAGES, hw.FLAT_CODE32)
              + tss_low + (tss >> 32).to_bytes(8, "little"))
     assert len(table) == GDT_ENTRIES * 8
     return table
@@ -190,11 +201,7 @@ def guest_startup(guest_layout: GuestLayout, image: GuestImage) -> dict[int, byt
     """Start-up tables placed in a guest's own memory (guest-physical)."""
     placed: dict[int, bytes] = {}
     if guest_layout.startup.gdt is not None:
-        code, data = 0x9B, 0x93
-        placed[guest_layout.startup.gdt] = (
-            bytes(8) + segment_descriptor(0, 0xFFFFF, code, 0xC)
-            + segment_descriptor(0, 0xFFFFF, data, 0xC)
-            + segment_descriptor(0, 0xFFFFF, code, 0xA))
+        placed[guest_layout.startup.gdt] = flat_gdt()
     if image.mode is StartMode.LONG:
         placed.update(guest_identity_map(guest_layout))
     return placed

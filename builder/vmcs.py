@@ -82,7 +82,6 @@ HOST_CR0 = hw.CR0_PE | hw.CR0_ET | hw.CR0_NE | hw.CR0_WP | hw.CR0_PG
 # them exits (SDM Vol. 3C 25.6.6); reads show the guest its own shadow value.
 CR0_HOST_OWNED = hw.CR0_NE
 CR4_HOST_OWNED = hw.CR4_VMXE
-GUEST_DR7_DEFAULT = 0x400       # SDM Vol. 3B 18.2.4: DR7 after reset
 
 Entry = tuple[int, Adjust, int]     # (field, adjust, value)
 
@@ -116,7 +115,7 @@ def common_entries(layout: Layout, labels: dict[str, int]) -> list[Entry]:
         (V.HOST_IDTR_BASE, plain, layout.rodata["idt"]),
         (V.HOST_IA32_EFER, plain, HOST_EFER),
         (V.HOST_RIP, plain, labels.get("vmx_exit_entry", 0)),
-        (V.GUEST_DR7, plain, GUEST_DR7_DEFAULT),
+        (V.GUEST_DR7, plain, hw.DR7_RESET),
         (V.GUEST_ACTIVITY_STATE, plain, hw.GUEST_ACTIVITY_ACTIVE),
         (V.GUEST_INTERRUPTIBILITY_INFO, plain, 0),
         (V.GUEST_SYSENTER_CS, plain, 0),

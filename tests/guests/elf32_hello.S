@@ -7,13 +7,7 @@
     .globl _start
 _start:
     lea esi, [message]
-next:
-    lodsb
-    test al, al
-    jz done
-    putc_al
-    jmp next
-done:
+    print_string
     mov eax, cr0
     and eax, 1                      # CR0.PE
     lea ebx, [eax + 6]              # exit code 7 only in protected mode

@@ -8,25 +8,17 @@
     .globl _start
 _start:
     lea rsi, [rip + message]
-    call print
+    print_string
     mov ecx, 0xC0000080             # IA32_EFER (an emulated MSR)
     rdmsr
     test eax, 0x400                 # LMA
     jz skip
     lea rsi, [rip + long_mode]
-    call print
+    print_string
 skip:
     xor ebx, ebx
     exit_with_ebx
     hlt
-
-print:
-    lodsb
-    test al, al
-    jz 2f
-    putc_al
-    jmp print
-2:  ret
 
     .section .rodata
 message:

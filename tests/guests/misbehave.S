@@ -9,13 +9,7 @@
     .globl _start
 _start:
     lea esi, [message]
-next:
-    lodsb
-    test al, al
-    jz done
-    putc_al
-    jmp next
-done:
+    print_string
 .ifdef INVD
     invd
 .endif
@@ -24,13 +18,7 @@ done:
     int3
 .endif
     lea esi, [survived]
-print_survived:
-    lodsb
-    test al, al
-    jz exit
-    putc_al
-    jmp print_survived
-exit:
+    print_string
     mov ebx, 1
     exit_with_ebx
     hlt

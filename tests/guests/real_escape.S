@@ -8,22 +8,14 @@
     .globl _start
 _start:
     mov si, offset message
-    call print
+    print_string
     mov ax, 0x1000
     mov es, ax
     mov al, es:[0]
     mov si, offset escaped
-    call print
+    print_string
     mov ebx, 1
     exit_with_ebx
-
-print:
-    lodsb
-    test al, al
-    jz 3f
-    putc_al
-    jmp print
-3:  ret
 
 message:
     .asciz "real mode: reading guest-physical 0x10000\n"

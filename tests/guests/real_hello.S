@@ -7,13 +7,7 @@
     .globl _start
 _start:
     mov si, offset message
-next:
-    lodsb
-    test al, al
-    jz done
-    putc_al
-    jmp next
-done:
+    print_string
     mov ebx, 16
     exit_with_ebx
     hlt
