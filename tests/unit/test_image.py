@@ -274,3 +274,49 @@ def test_a_vmcb_holds_the_guests_start_state_and_intercepts(three):
     assert field(M.RIP) == 0x1000
     assert image.read(field(M.IOPM_BASE_PA), 3 * PAGE) == b"\xff" * 3 * PAGE
     assert image.read(field(M.MSRPM_BASE_PA), 2 * PAGE) == b"\xff" * 2 * PAGE
+
+
+def test_no_two_regions_of_the_layout_overlap(three):
+    result, _ = three
+    regions = sorted((start, start + size, name) for name, start, size in result.layout.regions)
+    for (_, end, name), (start, _, other) in zip(regions, regions[1:]):
+        assert end <= start, f"{name} overlaps {other}"
+
+
+def test_an_elf_guests_segments_land_at_their_guest_physical_addresses(tmp_path):
+    from harness import binutils_guest
+    guest = binutils_guest(tmp_path, "elf32_hello.S", bits=32, link_address=0x3000)
+    (tmp_path / "hv.toml").write_text(f'[[guest]]\nname = "e"\nmemory = "64K"\nelf = "{guest}"\n')
+    result = build.build(config.load(tmp_path / "hv.toml"))
+    image = LoadedImage(result.elf)
+    base = result.layout.guests[0].memory_base
+    with open(guest, "rb") as stream:
+        elf = ELFFile(stream)
+        entry = elf["e_entry"]
+        segments = [(s["p_paddr"], s.data()) for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+    assert segments
+    for address, data in segments:
+        assert image.read(base + address, len(data)) == data
+    assert result.images[0].entry == entry == 0x3000
+    vmcb = result.layout.guests[0].vmcb
+    assert image.qword(vmcb + hw.Vmcb.RIP) == entry
+
+
+def test_templates_receive_the_hardware_constants_from_hw_py(tmp_path):
+    """The .set lines the templates see are hw.py's values, by hw.py's names."""
+    from builder.build import HV_TEMPLATE, asm_constants
+    from builder.render import render
+    result = build.build(config.load())
+    source = render(HV_TEMPLATE, asm_constants(result.config, result.layout), layout=result.layout,
+                    backends=result.layout.backends, exception_names=hw.EXCEPTION_NAMES,
+                    exceptions_with_error_code=hw.EXCEPTIONS_WITH_ERROR_CODE,
+                    test_hooks=frozenset(), config=result.config)
+    values = {name: int(value, 16) for name, value in
+              re.findall(r"^\.set (\w+), (-?0x[0-9a-f]+)$", source, re.MULTILINE)}
+    assert values["VMCS_GUEST_RIP"] == 0x681E
+    assert values["EXIT_EPT_VIOLATION"] == 48
+    assert values["VMCB_EXITCODE"] == 0x70
+    assert values["SVM_EXIT_NPF"] == 0x400
+    assert values["COM1_BASE"] == 0x3F8
+    for name, value in hw.asm_constants().items():
+        assert values[name] == value, name
