@@ -29,7 +29,8 @@ TIME_SLICE_MAX = 1 << 40
 DEFAULT_TIME_SLICE = 200_000
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,14}")
 
-BUILTIN_GUESTS = ("heartbeat", "scanner", "prober")
+BUILTIN_GUESTS = ("heartbeat", "scanner", "prober",
+                  "bench_probe", "bench_peer", "bench_kernel")   # bench_*: `make bench`
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 
 

@@ -34,6 +34,44 @@ IDT_GATE_32_SIZE = 8
 PROBE_IDT_VECTORS = 32
 REAL_MODE_LIMIT = 0x100000
 
+# The benchmark guests (guests/bench_*.s.j2), run by `make bench` (docs/BENCHMARKS.md)
+BENCH_EXIT_ITERATIONS = 1000        # exits per measured loop
+BENCH_EXIT_REPEATS = 5              # measured loops per kind of exit; bench/ keeps the least
+BENCH_HYPERCALL_NOOP = len(HYPERCALLS)  # no such hypercall: answered with -1 at once
+BENCH_IDLE_PORT = 0x80              # the POST-code port: no device emulated, reads all ones
+# Ticks between two TSC reads of the spinner: a plain loop takes 9, the one
+# after a gap about 20; a switch out and back, even to the same guest, 60 or more.
+BENCH_GAP_THRESHOLD = 40
+BENCH_WINDOW_SLICES = 8             # time slices measured for fairness and the world switch
+BENCH_PROBE_TAIL_SLICES = 2         # slices spun after the window, so that every guest's window
+BENCH_PEER_TAIL_SLICES = 8          #   sees only spinners; the peers outlast the probe's exits
+BENCH_KERNEL_BUFFER = 0x10000       # guest-physical; the kernel guest needs memory past its end
+BENCH_KERNEL_BYTES = 2 * 1024 * 1024
+BENCH_KERNEL_FILL_STEP = 0x9E3779B9  # the fill pattern: 2^32 / golden ratio per word
+BENCH_KERNEL_STRIDE = 4096 + 64     # a new page and cache line at every step
+BENCH_KERNEL_PASS_SHIFT = 4         # each pass starts one dword further
+BENCH_KERNEL_PASSES = 1024
+
+
+def bench_kernel_constants(buffer: int) -> dict[str, int]:
+    """The compute kernel of guests/bench_compute.s.j2, on a buffer at `buffer`."""
+    span = BENCH_KERNEL_PASSES * BENCH_KERNEL_PASS_SHIFT
+    return {"BENCH_KERNEL_BUFFER": buffer, "BENCH_KERNEL_WORDS": BENCH_KERNEL_BYTES // 4,
+            "BENCH_KERNEL_FILL_STEP": BENCH_KERNEL_FILL_STEP, "BENCH_KERNEL_STRIDE": BENCH_KERNEL_STRIDE,
+            "BENCH_KERNEL_STEPS": (BENCH_KERNEL_BYTES - span) // BENCH_KERNEL_STRIDE,
+            "BENCH_KERNEL_PASS_SHIFT": BENCH_KERNEL_PASS_SHIFT, "BENCH_KERNEL_PASS_END": span}
+
+
+def bench_constants() -> dict[str, int]:
+    """What the benchmark guests (guests/bench_*.s.j2) need."""
+    return {"BENCH_EXIT_ITERATIONS": BENCH_EXIT_ITERATIONS, "BENCH_EXIT_REPEATS": BENCH_EXIT_REPEATS,
+            "BENCH_HYPERCALL_NOOP": BENCH_HYPERCALL_NOOP, "BENCH_IDLE_PORT": BENCH_IDLE_PORT,
+            "BENCH_GAP_THRESHOLD": BENCH_GAP_THRESHOLD, "BENCH_WINDOW_SLICES": BENCH_WINDOW_SLICES,
+            "BENCH_PROBE_TAIL_SLICES": BENCH_PROBE_TAIL_SLICES,
+            "BENCH_PEER_TAIL_SLICES": BENCH_PEER_TAIL_SLICES,
+            **bench_kernel_constants(BENCH_KERNEL_BUFFER)}
+
+
 # The secret the heartbeat guest plants and the scanner looks for.  The
 # scanner's code holds it only masked, so its own memory never contains it.
 SECRET = bytes.fromhex("5ec7e75ec7e75ec7c0ffee11d00dfeed")
@@ -101,7 +139,7 @@ def _builtin(guest: GuestConfig, spec: BuiltinImage, where: str) -> GuestImage:
                  "PROBE_GATE_GP": IDT_GATE_32_SIZE * hw.VECTOR_GP,
                  "PROBE_IDT_SIZE": IDT_GATE_32_SIZE * PROBE_IDT_VECTORS,
                  "PROBE_IDT_LIMIT": IDT_GATE_32_SIZE * PROBE_IDT_VECTORS - 1,
-                 "OUT_OF_BOUNDS_ADDRESS": guest.memory}
+                 "OUT_OF_BOUNDS_ADDRESS": guest.memory, **bench_constants()}
     source = render(f"guests/{spec.program}.s.j2", constants, name=guest.name)
     code = assemble(source, BUILTIN_LOAD_ADDRESS, f"{where} ({spec.program})").code
     return GuestImage((Segment(BUILTIN_LOAD_ADDRESS, code),), BUILTIN_LOAD_ADDRESS,

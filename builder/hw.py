@@ -609,6 +609,14 @@ def svm_exit_name(code: int) -> str:
     return "UNKNOWN"
 
 
+def exit_names(backend: str) -> list[str]:
+    """The name of every exit the backend dispatches by table, by number."""
+    if backend == "vmx":
+        return [ExitReason(r).name if r in ExitReason._value2member_map_ else "UNKNOWN"
+                for r in range(EXIT_REASON_COUNT)]
+    return [svm_exit_name(code) for code in range(SVM_EXITCODE_TABLE_SIZE)]
+
+
 def asm_constants() -> dict[str, int]:
     """Every constant above that the assembly may use, by its Python name."""
     names: dict[str, int] = {}

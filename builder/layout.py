@@ -45,7 +45,6 @@ MSR_TABLE_ENTRY = 16                # (msr, kind << 32 | vmcs field)
 VMCS_INIT_ENTRY = 16                # (adjust << 32 | field, value)
 SVM_IOPM_SIZE = 3 * 4096            # AMD APM Vol. 2 15.10.1
 SVM_MSRPM_SIZE = 2 * 4096           # AMD APM Vol. 2 15.11
-EXIT_TABLE_ENTRIES = max(hw.EXIT_REASON_COUNT, hw.SVM_EXITCODE_TABLE_SIZE)
 
 
 class Allocator:
@@ -177,7 +176,8 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
         "idt": alloc.take("idt", IDT_VECTORS * IDT_GATE_SIZE, page),
         "caps_sources": alloc.take("capability sources", CAPS_KINDS * 16),
         "msr_table": alloc.take("emulated MSR table", 8 * MSR_TABLE_ENTRY),
-        "strings": alloc.take("exit reason strings", 64 * EXIT_TABLE_ENTRIES),
+        "strings": alloc.take("exit names", sum(len(name) + 1 for backend in backends
+                                                for name in hw.exit_names(backend))),
     }
     if has_vmx:
         rodata["vmx_exit_dispatch"] = alloc.take("VMX exit dispatch table", hw.EXIT_REASON_COUNT * 8)

@@ -143,19 +143,13 @@ def exit_tables(layout: Layout, labels: dict[str, int]) -> dict[str, bytes]:
         strings.extend(name.encode() + b"\0")
         return pointer
 
-    if "vmx" in layout.backends:
-        out["vmx_exit_dispatch"] = b"".join(
-            q(labels[VMX_EXIT_HANDLERS.get(reason, "vmx_exit_unhandled")])
-            for reason in range(hw.EXIT_REASON_COUNT))
-        out["vmx_exit_names"] = b"".join(
-            name_pointer(hw.ExitReason(r).name if r in hw.ExitReason._value2member_map_ else "UNKNOWN")
-            for r in range(hw.EXIT_REASON_COUNT))
-    if "svm" in layout.backends:
-        out["svm_exit_dispatch"] = b"".join(
-            q(labels[SVM_EXIT_HANDLERS.get(code, "svm_exit_unhandled")])
-            for code in range(hw.SVM_EXITCODE_TABLE_SIZE))
-        out["svm_exit_names"] = b"".join(
-            name_pointer(hw.svm_exit_name(code)) for code in range(hw.SVM_EXITCODE_TABLE_SIZE))
+    handlers = {"vmx": VMX_EXIT_HANDLERS, "svm": SVM_EXIT_HANDLERS}
+    for backend in layout.backends:
+        names = hw.exit_names(backend)
+        out[f"{backend}_exit_dispatch"] = b"".join(
+            q(labels[handlers[backend].get(number, f"{backend}_exit_unhandled")])
+            for number in range(len(names)))
+        out[f"{backend}_exit_names"] = b"".join(name_pointer(name) for name in names)
     out["strings"] = bytes(strings)
     return out
 

@@ -1,0 +1,34 @@
+"""The configs the benchmark builds, as TOML text."""
+
+from __future__ import annotations
+
+from builder.config import DEFAULT_TIME_SLICE, GUEST_MEMORY_MIN, MIB
+from builder.guest_images import BENCH_KERNEL_BUFFER, BENCH_KERNEL_BYTES
+from builder.hw import PAGE_SIZE
+
+PROBE = "probe"
+SCALING_GUESTS = (2, 4, 8, 16, 32)
+KERNEL_GUEST = "kernel"
+# The kernel guest's buffer, then its start-up GDT page, rounded up to MiB.
+KERNEL_GUEST_MEMORY = -(-(BENCH_KERNEL_BUFFER + BENCH_KERNEL_BYTES + PAGE_SIZE) // MIB) * MIB
+
+
+def guest_names(guests: int) -> list[str]:
+    """The probe first, then its peers."""
+    return [PROBE] + [f"peer{index:02}" for index in range(1, guests)]
+
+
+def scaling(guests: int) -> str:
+    """`guests` benchmark guests at the default time slice: the probe
+    (guests/bench_probe.s.j2) and guests - 1 peers (guests/bench_peer.s.j2)."""
+    tables = [f'[[guest]]\nname = "{name}"\nmemory = {GUEST_MEMORY_MIN}\n'
+              f'builtin = "{"bench_probe" if name == PROBE else "bench_peer"}"\n'
+              for name in guest_names(guests)]
+    return f"[hypervisor]\ntime_slice = {DEFAULT_TIME_SLICE}\n\n" + "\n".join(tables)
+
+
+def kernel() -> str:
+    """The compute kernel alone in one guest, at the default time slice."""
+    return (f"[hypervisor]\ntime_slice = {DEFAULT_TIME_SLICE}\n\n"
+            f'[[guest]]\nname = "{KERNEL_GUEST}"\nmemory = {KERNEL_GUEST_MEMORY}\n'
+            'builtin = "bench_kernel"\n')

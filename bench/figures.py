@@ -1,0 +1,212 @@
+"""Turn what the benchmark guests and the hypervisor print into figures.
+
+Pure functions over console lines; no emulator.  The guests
+(guests/bench_*.s.j2) print records, one a line, as
+``[guest] <record> <key> <value> <key> <value> ...``; values are decimal,
+``0x`` hex, or a 64-bit TSC as ``0xHI:0xLO``.  In Bochs the TSC is the
+machine's instruction counter, read alike by guests and hypervisor, so
+every figure here is an exact count (docs/BENCHMARKS.md says why and how).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from builder import guest_images
+
+# Bochs charges one tick per VM exit on top of the instructions the
+# hypervisor executes (the exiting instruction's, or the timer event's):
+# the no-op VMCALL and the time-slice switch both measure exactly one more
+# than the static count of their paths (docs/BENCHMARKS.md).
+EXIT_TICKS = 1
+
+RECORD = re.compile(r"^(?:\[(?P<guest>[a-z][a-z0-9_-]*)\] )?(?P<kind>boot|slices|kernel|exit-[a-z]+)"
+                    r"(?P<fields>(?: [a-z-]+ [0-9a-fx:]+)+)$")
+SUMMARY = re.compile(r"^\[hv\] summary: (?P<guest>[a-z][a-z0-9_-]*) .*, (?P<exits>\d+) VM exits, "
+                     r"first entry at cycle (?P<first>\d+)$")
+BANNER = re.compile(r"^\[hv\] hvbuild hypervisor: backend (?P<backend>[a-z]+),")
+
+
+class BenchError(Exception):
+    """A run did not print what the figures need; the message says what."""
+
+
+@dataclass(frozen=True)
+class Record:
+    guest: str | None       # None: a line without a guest prefix (the bare machine)
+    kind: str
+    fields: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Summary:
+    guest: str
+    exits: int
+    first_entry: int        # TSC cycles from the hypervisor's first instruction
+
+
+def parse_value(text: str) -> int:
+    """A field value: decimal, 0x hex, or a 64-bit TSC written HI:LO."""
+    if ":" in text:
+        high, low = text.split(":")
+        return int(high, 16) << 32 | int(low, 16)
+    return int(text, 0)
+
+
+def records(lines: list[str]) -> list[Record]:
+    """The benchmark records among `lines`, in order."""
+    found = []
+    for line in lines:
+        match = RECORD.match(line.rstrip())
+        if match:
+            tokens = match["fields"].split()
+            fields = {key: parse_value(value) for key, value in zip(tokens[::2], tokens[1::2])}
+            found.append(Record(match["guest"], match["kind"], fields))
+    return found
+
+
+def summaries(lines: list[str]) -> list[Summary]:
+    """The hypervisor's summary lines, one per guest in config order."""
+    return [Summary(m["guest"], int(m["exits"]), int(m["first"]))
+            for m in map(SUMMARY.match, lines) if m]
+
+
+def backend(lines: list[str]) -> str:
+    for match in map(BANNER.match, lines):
+        if match:
+            return match["backend"]
+    raise BenchError("the hypervisor printed no banner line naming its backend")
+
+
+def of_kind(found: list[Record], kind: str) -> list[Record]:
+    return [record for record in found if record.kind == kind]
+
+
+@dataclass(frozen=True)
+class ExitCost:
+    kind: str
+    ticks: float            # per round trip, as the guest's TSC saw it
+    repeats: int
+    disturbed: int          # repeats slower than the least: a time slice ended inside
+
+    @property
+    def instructions(self) -> float:
+        """Hypervisor instructions per round trip."""
+        return self.ticks - EXIT_TICKS
+
+
+def exit_costs(found: list[Record]) -> dict[str, ExitCost]:
+    """Per exit kind: (least loop with the exit - least loop without) / N.
+    The least of each is kept separately: a slice end can hit either loop."""
+    costs = {}
+    for kind in dict.fromkeys(r.kind for r in found if r.kind.startswith("exit-")):
+        repeats = of_kind(found, kind)
+        iterations = {r.fields["n"] for r in repeats}
+        if len(iterations) != 1:
+            raise BenchError(f"{kind}: repeats disagree on the iteration count")
+        least_with = min(r.fields["with"] for r in repeats)
+        least_without = min(r.fields["without"] for r in repeats)
+        disturbed = sum(1 for r in repeats
+                        if r.fields["with"] != least_with or r.fields["without"] != least_without)
+        name = kind.removeprefix("exit-")
+        costs[name] = ExitCost(name, (least_with - least_without) / iterations.pop(),
+                               len(repeats), disturbed)
+    return costs
+
+
+@dataclass(frozen=True)
+class WorldSwitch:
+    ticks: float            # per switch, as the guests' TSC saw it
+    uniform: bool           # every measured round took the same ticks
+
+    @property
+    def instructions(self) -> float:
+        """Hypervisor instructions per switch between two guests."""
+        return self.ticks - EXIT_TICKS
+
+
+def world_switch(found: list[Record], time_slice: int) -> WorldSwitch:
+    """From the guests' away gaps.  While a guest is switched out, each of
+    the N-1 others runs a whole slice of `time_slice` - 1 instructions (the
+    VMX-preemption timer, rate 0 in Bochs) and there are N switches; the
+    gap also holds one plain loop of the guest's own."""
+    slices = of_kind(found, "slices")
+    if not slices:
+        raise BenchError("no guest printed its slices record")
+    guests = len(slices)
+    per_guest = {(r.fields["away-min"] - r.fields["loop"] - (guests - 1) * (time_slice - 1)) / guests
+                 for r in slices}
+    uniform = len(per_guest) == 1 and all(r.fields["away-min"] == r.fields["away-max"] for r in slices)
+    return WorldSwitch(min(per_guest), uniform)
+
+
+def cpu_shares(found: list[Record]) -> dict[str, float]:
+    """Each guest's share of the CPU over its measured window: whole rounds
+    in which every guest spun, so every guest's window holds the same rounds."""
+    return {r.guest or "": r.fields["run"] / (r.fields["run"] + r.fields["away"])
+            for r in of_kind(found, "slices")}
+
+
+def fairness(found: list[Record]) -> dict[str, float]:
+    """Each guest's share of the time the guests ran, times N: 1.0 is fair.
+    The hypervisor's own time at slice ends is no guest's, so it does not
+    count as unfairness (`switch_overhead` reports it)."""
+    shares = cpu_shares(found)
+    total = sum(shares.values())
+    return {guest: len(shares) * share / total for guest, share in shares.items()}
+
+
+def fairness_deviation(shares: dict[str, float]) -> float:
+    """The largest departure of a guest's share from 1/N, as a fraction of 1/N."""
+    return max(abs(share - 1) for share in shares.values())
+
+
+def switch_overhead(found: list[Record]) -> float:
+    """The fraction of the CPU that no guest had: the world switches."""
+    return 1 - sum(cpu_shares(found).values())
+
+
+@dataclass(frozen=True)
+class BootCost:
+    first_entry: int        # the first guest's first VM entry, cycles after the hypervisor's start
+    all_up: int             # cycles after the hypervisor's start when every guest's first line was out
+
+
+def boot_cost(found: list[Record], summary: list[Summary]) -> BootCost:
+    """The guests' TSC is the hypervisor's: the first guest's first
+    instruction is (to the ~20 instructions of the launch path) its first
+    VM entry, which the summary gives relative to the hypervisor's start."""
+    boots = {r.guest: r.fields for r in of_kind(found, "boot")}
+    if not summary or summary[0].guest not in boots:
+        raise BenchError("the first guest printed no boot record, or the hypervisor no summary")
+    first = summary[0]
+    missing = [s.guest for s in summary if s.guest not in boots]
+    if missing:
+        raise BenchError(f"no boot record from {', '.join(missing)}")
+    origin = boots[first.guest]["start"] - first.first_entry
+    return BootCost(first.first_entry, max(fields["up"] for fields in boots.values()) - origin)
+
+
+def kernel_ticks(found: list[Record]) -> tuple[int, int]:
+    """(ticks, checksum) of the one kernel record."""
+    kernels = of_kind(found, "kernel")
+    if len(kernels) != 1:
+        raise BenchError(f"expected one kernel record, found {len(kernels)}")
+    return kernels[0].fields["ticks"], kernels[0].fields["checksum"]
+
+
+def kernel_checksum() -> int:
+    """What guests/bench_compute.s.j2 computes, recomputed here."""
+    constants = guest_images.bench_kernel_constants(0)
+    step, words = constants["BENCH_KERNEL_FILL_STEP"], constants["BENCH_KERNEL_WORDS"]
+    stride = constants["BENCH_KERNEL_STRIDE"] // 4
+    shift = constants["BENCH_KERNEL_PASS_SHIFT"] // 4
+    mask = 0xFFFFFFFF
+    total = 0
+    for first in range(0, constants["BENCH_KERNEL_PASS_END"] // 4, shift):
+        for index in range(first, first + constants["BENCH_KERNEL_STEPS"] * stride, stride):
+            assert index < words
+            total = (total + index * step) & mask
+            total = (total << 5 | total >> 27) & mask
+    return total
