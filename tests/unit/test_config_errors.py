@@ -81,3 +81,11 @@ def test_a_good_config_builds(tmp_path):
     done = run_hvbuild(tmp_path, GOOD_GUEST)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["build-report.txt", "hv.elf", "hv.iso"]
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "builder.cli", "nope.toml", "-o", "out"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr == "hvbuild: error: nope.toml: cannot read config: No such file or directory\n"
+    assert not (tmp_path / "out").exists()
