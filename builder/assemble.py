@@ -63,7 +63,8 @@ def assemble(source: str, base: int, what: str) -> Assembly:
     request = json.dumps({"source": source + "\n" + dump, "base": base})
     try:
         done = subprocess.run([sys.executable, "-m", "builder._keystone_worker"], input=request,
-                              capture_output=True, text=True, timeout=ASSEMBLER_TIMEOUT_S)
+                              capture_output=True, text=True, timeout=ASSEMBLER_TIMEOUT_S,
+                              check=False)
     except subprocess.TimeoutExpired:
         raise BuildError(what, f"keystone did not finish within {ASSEMBLER_TIMEOUT_S} s") from None
     if done.returncode != 0:

@@ -222,10 +222,11 @@ class Run:
 
     def _spawn(self, argv: list[str], keep_fd: int, stdout) -> None:
         libc = ctypes.CDLL(None)
+        # preexec_fn only calls prctl: safe even with the screen-drain thread.
         self.process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT,
             start_new_session=True, pass_fds=(keep_fd,), cwd=self.workdir,
-            preexec_fn=lambda: libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL))
+            preexec_fn=lambda: libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL))  # noqa: PLW1509
 
     def _start_bochs(self) -> Console:
         iso = self.iso_path or self.elf_path.with_suffix(".iso")
@@ -240,9 +241,8 @@ class Run:
             iso=iso.resolve(), log=self.workdir / "bochs.log", serial=fifo)
         (self.workdir / "bochsrc").write_text(config)
         (self.workdir / "debugger.rc").write_text("c\n")     # Debian's build stops in its debugger
-        stdout = open(self.emulator_log, "wb")
-        self._spawn(["bochs", "-q", "-f", "bochsrc", "-rc", "debugger.rc"], write_end, stdout)
-        stdout.close()
+        with open(self.emulator_log, "wb") as stdout:
+            self._spawn(["bochs", "-q", "-f", "bochsrc", "-rc", "debugger.rc"], write_end, stdout)
         os.close(write_end)
         threading.Thread(target=_drain_bochs_screen, args=(self.emulator_log, self.process),
                          daemon=True).start()
@@ -252,13 +252,12 @@ class Run:
         """QEMU loads the multiboot ELF itself (-kernel); the hypervisor ends
         the run through the isa-debug-exit device."""
         fifo, read_end, write_end = self._fifo()
-        stdout = open(self.emulator_log, "wb")
-        self._spawn([EMULATOR_COMMANDS["qemu"], *self.target.args,
-                     "-m", str(machine_memory_mib(self.elf_path)), "-display", "none",
-                     "-no-reboot", "-monitor", "none", "-serial", f"file:{fifo}",
-                     "-device", f"isa-debug-exit,iobase={hw.QEMU_DEBUG_EXIT_PORT:#x},iosize=4",
-                     "-kernel", str(self.elf_path.resolve())], write_end, stdout)
-        stdout.close()
+        with open(self.emulator_log, "wb") as stdout:
+            self._spawn([EMULATOR_COMMANDS["qemu"], *self.target.args,
+                         "-m", str(machine_memory_mib(self.elf_path)), "-display", "none",
+                         "-no-reboot", "-monitor", "none", "-serial", f"file:{fifo}",
+                         "-device", f"isa-debug-exit,iobase={hw.QEMU_DEBUG_EXIT_PORT:#x},iosize=4",
+                         "-kernel", str(self.elf_path.resolve())], write_end, stdout)
         os.close(write_end)
         return Console(read_end, self.timeout, self.echo)
 

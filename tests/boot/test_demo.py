@@ -3,9 +3,9 @@
 import re
 
 import pytest
+from harness import BACKEND_OF, BOOT_TARGETS, EXPECTED_EXITS, boot_to_end, build_image, guest_lines
 
 from builder.config import DEFAULT_CONFIG
-from harness import BACKEND_OF, BOOT_TARGETS, EXPECTED_EXITS, boot_to_end, build_image, guest_lines
 
 pytestmark = pytest.mark.boot
 

@@ -4,9 +4,16 @@ target (the `target` fixture, tests/boot/conftest.py)."""
 import re
 
 import pytest
-
-from harness import (BACKEND_OF, EMULATOR_GAPS, EXPECTED_EXITS, binutils_guest, boot_to_end, booted,
-                     build_image, guest_lines)
+from harness import (
+    BACKEND_OF,
+    EMULATOR_GAPS,
+    EXPECTED_EXITS,
+    binutils_guest,
+    boot_to_end,
+    booted,
+    build_image,
+    guest_lines,
+)
 
 pytestmark = pytest.mark.boot
 
@@ -131,10 +138,10 @@ def test_a_forced_backend_on_a_cpu_without_it_fails_with_a_clear_message(tmp_pat
         pytest.skip(f"{target} has {backend}: nothing to refuse")
     lines = boot_to_end(build_image(tmp_path, f'[hypervisor]\nbackend = "{backend}"\n' + HEARTBEAT_WITNESS),
                         target)
-    assert lines == [f"[hv] {backend}: this CPU has no {backend.upper()} "
-                     + ("(Intel VT-x)" if backend == "vmx" else "(AMD-V)"),
-                     f'[hv] fatal: this image was built for the {backend} backend only '
-                     f'(config: backend = "{backend}")',
+    extension = "Intel VT-x" if backend == "vmx" else "AMD-V"
+    fatal = f'this image was built for the {backend} backend only (config: backend = "{backend}")'
+    assert lines == [f"[hv] {backend}: this CPU has no {backend.upper()} ({extension})",
+                     f"[hv] fatal: {fatal}",
                      "[hv] powering off"]
 
 

@@ -2,18 +2,18 @@
 file as a boot loader sees it."""
 
 import io
+import itertools
 import re
 import struct
-from pathlib import Path
 
 import pytest
 from capstone import CS_ARCH_X86, CS_MODE_32, CS_MODE_64, Cs
 from elftools.elf.elffile import ELFFile
+from harness import build_image
 
 from builder import build, config, hw
 from builder.render import PROJECT_ROOT
 from builder.structs import GUEST, SAVED_REGISTERS
-from harness import build_image
 
 PAGE = 0x1000
 THREE_GUESTS = """
@@ -86,7 +86,7 @@ def test_the_image_is_a_multiboot_elf32_that_qemu_and_grub_load(three):
 def test_load_segments_do_not_overlap_and_stay_below_the_limit(three):
     _, image = three
     spans = sorted((start, start + len(data)) for start, data, _ in image.segments)
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert end <= start
     assert spans[0][0] >= 0x100000 and spans[-1][1] <= 3 << 30
 
@@ -144,7 +144,7 @@ def test_each_guests_second_level_tables_map_exactly_its_memory(three, kind):
         assert [gpa for gpa, _, _ in mappings] == list(range(0, guest.memory_size, PAGE))
         assert all(host == guest.memory_base + gpa for gpa, host, _ in mappings)
         assert all(bits == flags for _, _, bits in mappings)
-        owned.append(set(host for _, host, _ in mappings))
+        owned.append({host for _, host, _ in mappings})
     for i, pages in enumerate(owned):
         for other in owned[i + 1:]:
             assert not pages & other
@@ -279,7 +279,7 @@ def test_a_vmcb_holds_the_guests_start_state_and_intercepts(three):
 def test_no_two_regions_of_the_layout_overlap(three):
     result, _ = three
     regions = sorted((start, start + size, name) for name, start, size in result.layout.regions)
-    for (_, end, name), (start, _, other) in zip(regions, regions[1:]):
+    for (_, end, name), (start, _, other) in itertools.pairwise(regions):
         assert end <= start, f"{name} overlaps {other}"
 
 
