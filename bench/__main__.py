@@ -1,7 +1,10 @@
-"""`make bench`: measure the hypervisor in Bochs and report against targets.
+"""`make bench`: measure the hypervisor in Bochs, each backend on the Bochs
+CPU model that has it, and report against targets.
 
-Prints a table on stdout (progress on stderr) and writes bench/results.json.
-docs/BENCHMARKS.md explains each figure, its method and its error.
+Prints a table on stdout (progress on stderr) and writes bench/results.json:
+one section per backend and its target (VMX on `bochs`, SVM on
+`bochs-svm`), one for what both share (hvbuild's time, the image with both
+backends).  docs/BENCHMARKS.md explains each figure, its method and its error.
 """
 
 from __future__ import annotations
@@ -15,20 +18,28 @@ from pathlib import Path
 
 from bench import bare, configs, figures, report, runs
 from bench.figures import BenchError
-from bench.report import Figure, ScalingRow, Target
+from bench.report import Figure, ScalingRow, Section, Target
 from bench.sizes import Sizes, sizes, source_lines
 from builder import build, config
 from builder.errors import BuildError
+from builder.guest_images import HYPERCALL_INSTRUCTIONS
 from builder.render import PROJECT_ROOT
 
-BUILD_REPEATS = 5           # hvbuild runs per config; the median is reported
+BUILD_REPEATS = 5           # hvbuild runs per timed config; the median is reported
 BOOT_REPEATS = 3            # boots of the two-guest config; the median wall time is reported
 MAIN_GUESTS = 2
-TARGET_NAME = "bochs-vmx"
+BACKENDS = ("vmx", "svm")   # each measured on runs.BACKEND_TARGETS[backend]
+TIMED_BACKEND = "vmx"       # whose scaling builds are timed: hvbuild's times are reported once
 METHOD = ("Bochs' TSC counts instructions, the same counter in guests and hypervisor: counted "
-          "figures are exact instruction counts from guest RDTSC loops and the hypervisor's summary; "
-          f"timed figures are medians of {BUILD_REPEATS} builds or {BOOT_REPEATS} boots "
-          "(docs/BENCHMARKS.md)")
+          "figures come from guest RDTSC loops and the hypervisor's summary; timed figures are "
+          f"medians of {BUILD_REPEATS} builds or {BOOT_REPEATS} boots (docs/BENCHMARKS.md)")
+EXIT_METHOD = "exits: least of 5 repeats per loop, less {ticks} tick per VM exit"
+SWITCH_METHODS = {
+    "vmx": "world switch exact: the VMX-preemption timer gives every slice time_slice - 1 guest "
+           "instructions, so an away gap is loop + (N - 1)(time_slice - 1) + N switches",
+    "svm": "world switch: a slice is a PIT period, which the hypervisor's time uses up too; mean "
+           "over the guests of (run + away) / (K N) - run / K - loop, with a bound on its error",
+}
 
 
 def progress(message: str) -> None:
@@ -37,10 +48,10 @@ def progress(message: str) -> None:
 
 @dataclass(frozen=True)
 class Scaled:
-    """One scaling point: its build times, image and boot."""
+    """One scaling point of one backend: its build times, image and boots."""
 
     guests: int
-    build_seconds: list[float]
+    build_seconds: list[float]      # empty: not timed
     image_bytes: int
     boots: list[runs.Boot]
 
@@ -54,91 +65,65 @@ def up_patterns(guests: int) -> tuple[str, ...]:
     return tuple(rf"\[{name}\] up\r?\n" for name in configs.guest_names(guests))
 
 
-def measure_scaling(work: Path, guests: int) -> Scaled:
-    directory = work / f"guests{guests}"
-    directory.mkdir()
+def measure_scaling(work: Path, backend: str, guests: int) -> Scaled:
+    directory = work / backend / f"guests{guests}"
+    directory.mkdir(parents=True)
     toml = directory / "hv.toml"
-    toml.write_text(configs.scaling(guests))
-    progress(f"{guests} guests: hvbuild x{BUILD_REPEATS}")
-    seconds = [runs.hvbuild(toml, directory / "out") for _ in range(BUILD_REPEATS)]
+    toml.write_text(configs.scaling(guests, backend))
+    builds = BUILD_REPEATS if backend == TIMED_BACKEND else 1
+    progress(f"{backend}: {guests} guests: hvbuild x{builds}")
+    seconds = [runs.hvbuild(toml, directory / "out") for _ in range(builds)]
     elf = directory / "out" / "hv.elf"
+    target = runs.BACKEND_TARGETS[backend]
     repeats = BOOT_REPEATS if guests == MAIN_GUESTS else 1
-    progress(f"{guests} guests: boot x{repeats}")
-    boots = [runs.boot(elf, up_patterns(guests)) for _ in range(repeats)]
+    progress(f"{backend}: {guests} guests: boot x{repeats} on {target.name}")
+    boots = [runs.boot(elf, target, up_patterns(guests)) for _ in range(repeats)]
     if any(boot.lines != boots[0].lines for boot in boots):
-        raise BenchError(f"{guests} guests: the console differs between runs: Bochs is not deterministic")
-    return Scaled(guests, seconds, elf.stat().st_size, boots)
+        raise BenchError(f"{backend}, {guests} guests: the console differs between runs: "
+                         "Bochs is not deterministic")
+    ran = figures.backend(boots[0].lines)
+    if ran != backend:
+        raise BenchError(f"an image built for {backend} ran the {ran} backend on {target.name}")
+    return Scaled(guests, seconds if backend == TIMED_BACKEND else [], elf.stat().st_size, boots)
 
 
-def scaling_row(point: Scaled) -> ScalingRow:
+def scaling_row(point: Scaled, backend: str) -> ScalingRow:
     found = figures.records(point.lines)
     boot = figures.boot_cost(found, figures.summaries(point.lines))
-    switch = figures.world_switch(found, config.DEFAULT_TIME_SLICE)
-    exits = figures.exit_costs(found)
+    switch = figures.world_switch(found, backend, config.DEFAULT_TIME_SLICE)
+    exits = figures.exit_costs(found, backend)
     return ScalingRow(
-        guests=point.guests, build_s=round(statistics.median(point.build_seconds), 3),
+        guests=point.guests,
+        build_s=round(statistics.median(point.build_seconds), 3) if point.build_seconds else None,
         image_bytes=point.image_bytes, first_entry=boot.first_entry, all_up=boot.all_up,
         cpuid=exits["cpuid"].instructions, world_switch=switch.instructions,
+        switch_error=switch.error, jitter=switch.jitter,
         fairness=round(figures.fairness_deviation(figures.fairness(found)), 6),
-        disturbed=sum(cost.disturbed for cost in exits.values()), uniform=switch.uniform)
+        disturbed=sum(cost.disturbed for cost in exits.values()))
 
 
-def measure_kernel(work: Path) -> tuple[int, int]:
-    """(guest ticks, bare ticks) of the compute kernel; checks both checksums."""
-    directory = work / "kernel"
-    directory.mkdir()
+def measure_kernel(work: Path, backend: str, bare_elf: Path) -> tuple[int, int]:
+    """(guest ticks, bare ticks) of the compute kernel under `backend` and
+    bare, both on the backend's target; checks both checksums."""
+    directory = work / backend / "kernel"
+    directory.mkdir(parents=True)
     toml = directory / "hv.toml"
-    toml.write_text(configs.kernel())
-    progress("compute kernel: in a guest, then bare")
+    toml.write_text(configs.kernel(backend))
+    target = runs.BACKEND_TARGETS[backend]
+    progress(f"{backend}: compute kernel in a guest, then bare, on {target.name}")
     runs.hvbuild(toml, directory / "out")
-    guest = figures.kernel_ticks(figures.records(runs.boot(directory / "out" / "hv.elf").lines))
-    bare_elf = bare.build(directory)
-    alone = figures.kernel_ticks(figures.records(runs.boot(bare_elf, hypervisor=False).lines))
+    guest = figures.kernel_ticks(figures.records(runs.boot(directory / "out" / "hv.elf", target).lines))
+    alone = figures.kernel_ticks(figures.records(runs.boot(bare_elf, target, hypervisor=False).lines))
     expected = figures.kernel_checksum()
     for where, (_, checksum) in (("guest", guest), ("bare", alone)):
         if checksum != expected:
-            raise BenchError(f"the {where} kernel's checksum is {checksum:#x}, not {expected:#x}")
+            raise BenchError(f"{backend}: the {where} kernel's checksum is {checksum:#x}, "
+                             f"not {expected:#x}")
     return guest[0], alone[0]
 
 
-def main_figures(points: list[Scaled], rows: list[ScalingRow], default_build: list[float],
-                 kernel: tuple[int, int], size: Sizes, hv_lines: int) -> list[Figure]:
-    main = next(p for p in points if p.guests == MAIN_GUESTS)
-    widest = points[-1]
-    found = figures.records(main.lines)
-    exits = figures.exit_costs(found)
-    switch = figures.world_switch(found, config.DEFAULT_TIME_SLICE)
-    boot = figures.boot_cost(found, figures.summaries(main.lines))
-    guest_ticks, bare_ticks = kernel
-    n = f"{MAIN_GUESTS} guests"
+def size_figures(size: Sizes) -> list[Figure]:
     return [
-        Figure("exit_cpuid", "CPUID round trip", exits["cpuid"].instructions, "hv instr", False,
-               Target("<=", 100)),
-        Figure("exit_vmcall_noop", "VMCALL no-op round trip", exits["vmcall"].instructions, "hv instr",
-               False, Target("<=", 80)),
-        Figure("exit_out_uart_scratch", "OUT to UART scratch (0x3FF)", exits["out"].instructions,
-               "hv instr", False),
-        Figure("exit_in_unclaimed", "IN from unclaimed port (0x80)", exits["in"].instructions,
-               "hv instr", False),
-        Figure("world_switch", f"world switch at slice end ({n})", switch.instructions, "hv instr",
-               False, Target("<=", 400)),
-        Figure("fairness_deviation", f"fairness: worst share off 1/N ({widest.guests} guests)",
-               100 * rows[-1].fairness, "%", False, Target("<=", 3)),
-        Figure("switch_overhead", f"CPU time in world switches ({widest.guests} guests)",
-               round(100 * figures.switch_overhead(figures.records(widest.lines)), 4), "%", False),
-        Figure("cpuid_spread", f"CPUID cost spread, {points[0].guests}-{widest.guests} guests",
-               max(r.cpuid for r in rows) - min(r.cpuid for r in rows), "hv instr", False,
-               Target("<=", 1)),
-        Figure("world_switch_spread", f"switch cost spread, {points[0].guests}-{widest.guests} guests",
-               max(r.world_switch for r in rows) - min(r.world_switch for r in rows), "hv instr", False,
-               Target("<=", 1)),
-        Figure("kernel_guest_ticks", "compute kernel in a guest", guest_ticks, "ticks", False),
-        Figure("kernel_bare_ticks", "compute kernel bare", bare_ticks, "ticks", False),
-        Figure("slowdown_ratio", "slowdown ratio bare/guest", round(bare_ticks / guest_ticks, 5), "",
-               False, Target(">=", 0.99)),
-        Figure("boot_first_entry", f"boot: first guest's first entry ({n})", boot.first_entry,
-               "cycles", False),
-        Figure("boot_all_up", f"boot: every guest's first line out ({n})", boot.all_up, "cycles", False),
         Figure("code_bytes", "hypervisor code", size.code, "bytes", False),
         Figure("text_bytes", "code + symbol table", size.text, "bytes", False),
         Figure("rodata_bytes", "rodata (not per guest)", size.rodata, "bytes", False),
@@ -150,38 +135,114 @@ def main_figures(points: list[Scaled], rows: list[ScalingRow], default_build: li
         Figure("per_guest_bytes", "per-guest overhead", size.per_guest, "bytes", False),
         Figure("image_bytes", "hv.elf, default config", size.image, "bytes", False),
         Figure("reserved_bytes", "machine memory below the guests", size.reserved, "bytes", False),
-        Figure("source_lines", "hypervisor assembly lines (hv/, boot/)", hv_lines, "lines", False),
-        Figure("hvbuild_default_s", "hvbuild, default config", round(statistics.median(default_build), 3),
-               "s", True, Target("<", 1)),
-        Figure("hvbuild_32_s", f"hvbuild, {widest.guests} guests", rows[-1].build_s, "s", True,
-               Target("<", 3)),
+    ]
+
+
+def backend_figures(backend: str, points: list[Scaled], rows: list[ScalingRow],
+                    kernel: tuple[int, int], size: Sizes) -> list[Figure]:
+    main = next(p for p in points if p.guests == MAIN_GUESTS)
+    widest = points[-1]
+    found = figures.records(main.lines)
+    exits = figures.exit_costs(found, backend)
+    switch = figures.world_switch(found, backend, config.DEFAULT_TIME_SLICE)
+    boot = figures.boot_cost(found, figures.summaries(main.lines))
+    guest_ticks, bare_ticks = kernel
+    n = f"{MAIN_GUESTS} guests"
+    spread = (max(rows, key=lambda r: r.world_switch), min(rows, key=lambda r: r.world_switch))
+    return [
+        Figure("exit_cpuid", "CPUID round trip", exits["cpuid"].instructions, "hv instr", False,
+               Target("<=", 100)),
+        Figure("exit_hypercall_noop",
+               f"hypercall no-op round trip ({HYPERCALL_INSTRUCTIONS[backend].upper()})",
+               exits["hypercall"].instructions, "hv instr", False, Target("<=", 80)),
+        Figure("exit_out_uart_scratch", "OUT to UART scratch (0x3FF)", exits["out"].instructions,
+               "hv instr", False),
+        Figure("exit_in_unclaimed", "IN from unclaimed port (0x80)", exits["in"].instructions,
+               "hv instr", False),
+        Figure("world_switch", f"world switch at slice end ({n})", switch.instructions, "hv instr",
+               False, Target("<=", 400), switch.error),
+        Figure("fairness_deviation", f"fairness: worst share off 1/N ({widest.guests} guests)",
+               100 * rows[-1].fairness, "%", False, Target("<=", 3)),
+        Figure("switch_overhead", f"CPU time in world switches ({widest.guests} guests)",
+               round(100 * figures.switch_overhead(figures.records(widest.lines)), 4), "%", False),
+        Figure("cpuid_spread", f"CPUID cost spread, {points[0].guests}-{widest.guests} guests",
+               max(r.cpuid for r in rows) - min(r.cpuid for r in rows), "hv instr", False,
+               Target("<=", 1)),
+        Figure("world_switch_spread", f"switch cost spread, {points[0].guests}-{widest.guests} guests",
+               spread[0].world_switch - spread[1].world_switch, "hv instr", False, Target("<=", 1),
+               spread[0].switch_error + spread[1].switch_error),
+        Figure("kernel_guest_ticks", "compute kernel in a guest", guest_ticks, "ticks", False),
+        Figure("kernel_bare_ticks", "compute kernel bare", bare_ticks, "ticks", False),
+        Figure("slowdown_ratio", "slowdown ratio bare/guest", round(bare_ticks / guest_ticks, 5), "",
+               False, Target(">=", 0.99)),
+        Figure("boot_first_entry", f"boot: first guest's first entry ({n})", boot.first_entry,
+               "cycles", False),
+        Figure("boot_all_up", f"boot: every guest's first line out ({n})", boot.all_up, "cycles", False),
+        *size_figures(size),
         Figure("boot_wall_s", f"emulator start to every first line ({n})",
                round(statistics.median(b.seconds_to_up for b in main.boots), 3), "s", True),
     ]
 
 
+def shared_figures(default_build: list[float], widest_build: ScalingRow, both: Sizes,
+                   hv_lines: int) -> list[Figure]:
+    return [
+        Figure("code_data_bytes", "code + rodata + rwdata, both backends", both.code_and_data, "bytes",
+               False),
+        Figure("image_bytes", "hv.elf, default config, both backends", both.image, "bytes", False),
+        Figure("source_lines", "hypervisor assembly lines (hv/, boot/)", hv_lines, "lines", False),
+        Figure("hvbuild_default_s", "hvbuild, default config", round(statistics.median(default_build), 3),
+               "s", True, Target("<", 1)),
+        Figure("hvbuild_32_s", f"hvbuild, {widest_build.guests} guests ({TIMED_BACKEND})",
+               widest_build.build_s, "s", True, Target("<", 3)),
+    ]
+
+
+def backend_section(backend: str, commit: str, measured: list[Figure], rows: list[ScalingRow]) -> Section:
+    target = runs.BACKEND_TARGETS[backend]
+    method = (f"{METHOD}; {EXIT_METHOD.format(ticks=figures.EXIT_TICKS[backend])}; "
+              f"{SWITCH_METHODS[backend]}")
+    context = {"commit": commit, "target": target.name, "bochs_cpu": target.cpu_model,
+               "backend": backend, "time_slice": config.DEFAULT_TIME_SLICE, "method": method}
+    title = (f"backend {backend}: target {target.name} (Bochs cpu {target.cpu_model}), "
+             f"image built with backend = \"{backend}\"")
+    return Section(backend, title, context, measured, rows)
+
+
 def run() -> int:
     start = time.monotonic()
+    points: dict[str, list[Scaled]] = {}
+    kernels: dict[str, tuple[int, int]] = {}
     with tempfile.TemporaryDirectory(prefix="hvbench-") as scratch:
         work = Path(scratch)
         progress(f"default config: hvbuild x{BUILD_REPEATS}")
         default_build = [runs.hvbuild(config.DEFAULT_CONFIG, work / "default")
                          for _ in range(BUILD_REPEATS)]
-        size = sizes(build.build(config.load()))
-        points = [measure_scaling(work, guests) for guests in configs.SCALING_GUESTS]
-        kernel = measure_kernel(work)
-    backend = figures.backend(points[0].lines)
-    rows = [scaling_row(point) for point in points]
+        bare_elf = bare.build(work)
+        for backend in BACKENDS:
+            points[backend] = [measure_scaling(work, backend, guests) for guests in configs.SCALING_GUESTS]
+            kernels[backend] = measure_kernel(work, backend, bare_elf)
+    commit = report.git_commit()
+    sections = []
+    for backend in BACKENDS:
+        rows = [scaling_row(point, backend) for point in points[backend]]
+        measured = backend_figures(backend, points[backend], rows, kernels[backend],
+                                   sizes(build.build(configs.default(backend))))
+        sections.append(backend_section(backend, commit, measured, rows))
     templates = sorted((PROJECT_ROOT / "hv").rglob("*.s.j2")) + sorted((PROJECT_ROOT / "boot").rglob("*.s.j2"))
-    results = main_figures(points, rows, default_build, kernel, size, source_lines(templates))
-    context = {"commit": report.git_commit(), "target": TARGET_NAME, "bochs_cpu": runs.TARGET.cpu_model,
-               "backend": backend, "time_slice": config.DEFAULT_TIME_SLICE, "method": METHOD}
-    title = (f"hvbuild benchmark: target {TARGET_NAME} (Bochs cpu {runs.TARGET.cpu_model}, "
-             f"backend {backend}), commit {context['commit']}")
-    legend = (f"hv instr: hypervisor instructions per round trip or switch (Bochs ticks less "
-              f"{figures.EXIT_TICKS} per VM exit); docs/BENCHMARKS.md")
-    print(report.table(results, rows, [title, legend]), end="")
-    report.write(report.results(results, rows, context))
+    timed_rows = next(section.scaling for section in sections if section.key == TIMED_BACKEND)
+    shared = shared_figures(default_build, timed_rows[-1], sizes(build.build(configs.default("auto"))),
+                            source_lines(templates))
+    sections.append(Section("shared", "hvbuild, and the image with both backends (backend = \"auto\", "
+                            "the default)", {"commit": commit}, shared, []))
+    ticks = ", ".join(f"{backend} {figures.EXIT_TICKS[backend]}" for backend in BACKENDS)
+    header = [f"hvbuild benchmark, commit {commit}, time slice {config.DEFAULT_TIME_SLICE:,} cycles",
+              (f"hv instr: hypervisor instructions per round trip or switch (Bochs ticks less the "
+               f"ticks Bochs charges per VM exit: {ticks}); ±: bound on a figure's error, none: exact; "
+               "docs/BENCHMARKS.md")]
+    print(report.table(sections, header), end="")
+    report.write(report.results(sections, {"commit": commit, "time_slice": config.DEFAULT_TIME_SLICE,
+                                           "method": METHOD}))
     progress(f"wrote {report.RESULTS.relative_to(report.PROJECT_ROOT)} in {time.monotonic() - start:.0f} s")
     return 0
 

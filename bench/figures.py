@@ -5,7 +5,8 @@ Pure functions over console lines; no emulator.  The guests
 ``[guest] <record> <key> <value> <key> <value> ...``; values are decimal,
 ``0x`` hex, or a 64-bit TSC as ``0xHI:0xLO``.  In Bochs the TSC is the
 machine's instruction counter, read alike by guests and hypervisor, so
-every figure here is an exact count (docs/BENCHMARKS.md says why and how).
+every figure here is an exact count, but for the world switch under SVM,
+which comes with a bound on its error (docs/BENCHMARKS.md says why and how).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from dataclasses import dataclass
 
 from builder import guest_images
 
-# Bochs charges one tick per VM exit on top of the instructions the
-# hypervisor executes (the exiting instruction's, or the timer event's):
-# the no-op VMCALL and the time-slice switch both measure exactly one more
-# than the static count of their paths (docs/BENCHMARKS.md).
-EXIT_TICKS = 1
+# Ticks Bochs charges per VM exit on top of the instructions the hypervisor
+# executes (the exiting instruction's, or the timer event's), per backend,
+# from hand-counted paths (docs/BENCHMARKS.md): VMX, the no-op VMCALL (63
+# instructions, 64 ticks) and the preemption-timer switch; SVM, the no-op
+# VMMCALL (69 instructions, 70 ticks) and the leaf-0 CPUID (79, 80).
+EXIT_TICKS = {"vmx": 1, "svm": 1}
 
 RECORD = re.compile(r"^(?:\[(?P<guest>[a-z][a-z0-9_-]*)\] )?(?P<kind>boot|slices|kernel|exit-[a-z]+)"
                     r"(?P<fields>(?: [a-z-]+ [0-9a-fx:]+)+)$")
@@ -89,14 +91,15 @@ class ExitCost:
     ticks: float            # per round trip, as the guest's TSC saw it
     repeats: int
     disturbed: int          # repeats slower than the least: a time slice ended inside
+    exit_ticks: int         # what Bochs charges per exit (EXIT_TICKS of the backend)
 
     @property
     def instructions(self) -> float:
         """Hypervisor instructions per round trip."""
-        return self.ticks - EXIT_TICKS
+        return self.ticks - self.exit_ticks
 
 
-def exit_costs(found: list[Record]) -> dict[str, ExitCost]:
+def exit_costs(found: list[Record], backend: str) -> dict[str, ExitCost]:
     """Per exit kind: (least loop with the exit - least loop without) / N.
     The least of each is kept separately: a slice end can hit either loop."""
     costs = {}
@@ -111,34 +114,85 @@ def exit_costs(found: list[Record]) -> dict[str, ExitCost]:
                         if r.fields["with"] != least_with or r.fields["without"] != least_without)
         name = kind.removeprefix("exit-")
         costs[name] = ExitCost(name, (least_with - least_without) / iterations.pop(),
-                               len(repeats), disturbed)
+                               len(repeats), disturbed, EXIT_TICKS[backend])
     return costs
 
 
 @dataclass(frozen=True)
 class WorldSwitch:
-    ticks: float            # per switch, as the guests' TSC saw it
-    uniform: bool           # every measured round took the same ticks
+    ticks: float            # mean per switch over a round, as the guests' TSC saw it
+    error: float            # bound on the distance to the true mean; 0: exact
+    jitter: int             # largest spread of one guest's away gaps: 0 if every round is alike
+    exit_ticks: int         # what Bochs charges per exit (EXIT_TICKS of the backend)
 
     @property
     def instructions(self) -> float:
         """Hypervisor instructions per switch between two guests."""
-        return self.ticks - EXIT_TICKS
+        return self.ticks - self.exit_ticks
 
 
-def world_switch(found: list[Record], time_slice: int) -> WorldSwitch:
+def _slices(found: list[Record]) -> list[Record]:
+    slices = of_kind(found, "slices")
+    if not slices:
+        raise BenchError("no guest printed its slices record")
+    if len({r.fields["window"] for r in slices}) != 1:
+        raise BenchError("the guests' slices records disagree on the window")
+    return slices
+
+
+def _jitter(slices: list[Record]) -> int:
+    return max(r.fields["away-max"] - r.fields["away-min"] for r in slices)
+
+
+def world_switch(found: list[Record], backend: str, time_slice: int) -> WorldSwitch:
+    """The mean cost of a slice-end switch: exact under VMX, whose slices
+    are counted in guest instructions (`world_switch_vmx`); under SVM a
+    slice is a PIT period, which the hypervisor's time uses up too, and
+    the mean comes from the guests' windows (`world_switch_from_windows`)."""
+    if backend == "vmx":
+        return world_switch_vmx(found, time_slice)
+    return world_switch_from_windows(found, EXIT_TICKS[backend])
+
+
+def world_switch_vmx(found: list[Record], time_slice: int) -> WorldSwitch:
     """From the guests' away gaps.  While a guest is switched out, each of
     the N-1 others runs a whole slice of `time_slice` - 1 instructions (the
     VMX-preemption timer, rate 0 in Bochs) and there are N switches; the
     gap also holds one plain loop of the guest's own."""
-    slices = of_kind(found, "slices")
-    if not slices:
-        raise BenchError("no guest printed its slices record")
+    slices = _slices(found)
     guests = len(slices)
-    per_guest = {(r.fields["away-min"] - r.fields["loop"] - (guests - 1) * (time_slice - 1)) / guests
-                 for r in slices}
-    uniform = len(per_guest) == 1 and all(r.fields["away-min"] == r.fields["away-max"] for r in slices)
-    return WorldSwitch(min(per_guest), uniform)
+    per_guest = [(r.fields["away-min"] - r.fields["loop"] - (guests - 1) * (time_slice - 1)) / guests
+                 for r in slices]
+    # Every gap of every guest holds the same round: any spread is jitter.
+    gaps = [r.fields[key] for r in slices for key in ("away-min", "away-max")]
+    return WorldSwitch(min(per_guest), 0.0, max(gaps) - min(gaps), EXIT_TICKS["vmx"])
+
+
+def world_switch_from_windows(found: list[Record], exit_ticks: int) -> WorldSwitch:
+    """Valid whatever ends a slice, if every guest spins through the window.
+    A guest's window runs from its return after one away gap to its return
+    after the K-th next, so it spans K rounds of N slices, each slice a
+    guest's own time plus the switch into it: (run + away) / (K * N) is a
+    slice with its switch.  The guest's own time per slice is run / K plus
+    the one plain loop each away gap holds.  So
+
+        switch = (run + away) / (K * N) - run / K - loop
+
+    averaged over the guests.  Not exact: where in its loop a guest is
+    stopped is unknown, so a window is whole rounds only to within one
+    loop (-5 to +8 ticks: the first loop of bench_slices is 6 instructions,
+    the window's 9), which moves the mean by up to (loop - 1)(N - 1) / (K N);
+    and slices of unequal length (SVM: PIT periods differ by one of Bochs'
+    microseconds, the spread of the away gaps) by up to jitter (N - 1) / (2 K N)."""
+    slices = _slices(found)
+    guests = len(slices)
+    window = slices[0].fields["window"]
+    estimates = [(r.fields["run"] + r.fields["away"]) / (window * guests) - r.fields["run"] / window
+                 - r.fields["loop"] for r in slices]
+    jitter = _jitter(slices)
+    loop = max(r.fields["loop"] for r in slices)
+    error = ((loop - 1) + jitter / 2) * (guests - 1) / (window * guests)
+    return WorldSwitch(sum(estimates) / guests, error, jitter, exit_ticks)
 
 
 def cpu_shares(found: list[Record]) -> dict[str, float]:

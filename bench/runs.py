@@ -3,6 +3,8 @@
 Every emulator run goes through builder.run.Run: a hard timeout, no
 emulator left behind.  Wall times are taken here, around the child
 processes; counted figures come from the console (bench/figures.py).
+Each backend is measured on the Bochs target that emulates it, whose tick
+counter is its instruction counter.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import pexpect
 
 from bench.figures import BenchError
 from builder.render import PROJECT_ROOT
-from builder.run import POWER_OFF_LINE, TARGETS, Run
+from builder.run import POWER_OFF_LINE, TARGETS, Run, Target
 
-TARGET = TARGETS["bochs"]
+# Backend -> the hvrun target (qemu/targets.toml) it is measured on.
+BACKEND_TARGETS = {"vmx": TARGETS["bochs"], "svm": TARGETS["bochs-svm"]}
 BOOT_TIMEOUT_S = 120        # the 32-guest run takes a few seconds
 BUILD_TIMEOUT_S = 120
 
@@ -43,14 +46,15 @@ class Boot:
     seconds_to_up: float | None     # emulator start to the last of the awaited first lines
 
 
-def boot(elf: Path, first_lines: tuple[str, ...] = (), *, hypervisor: bool = True) -> Boot:
-    """Boot `elf` (its ISO beside it) in Bochs until the emulator ends.
+def boot(elf: Path, target: Target, first_lines: tuple[str, ...] = (), *,
+         hypervisor: bool = True) -> Boot:
+    """Boot `elf` (its ISO beside it) on `target` until the emulator ends.
     `first_lines` are regular expressions of lines awaited in this order,
     timed from the emulator's start.  With `hypervisor`, the run must end
     with the hypervisor's power-off line."""
     start = time.monotonic()
     seconds = None
-    run = Run(elf, TARGET, BOOT_TIMEOUT_S)
+    run = Run(elf, target, BOOT_TIMEOUT_S)
     try:
         with run as console:
             for pattern in first_lines:
@@ -59,9 +63,9 @@ def boot(elf: Path, first_lines: tuple[str, ...] = (), *, hypervisor: bool = Tru
                 seconds = time.monotonic() - start
             lines = console.run_to_end()
     except pexpect.TIMEOUT:
-        raise BenchError(f"{elf}: no end within {BOOT_TIMEOUT_S} s; the console ended with: "
-                         f"{run.console.lines[-3:] if run.console else []}") from None
+        raise BenchError(f"{elf} on {target.name}: no end within {BOOT_TIMEOUT_S} s; the console "
+                         f"ended with: {run.console.lines[-3:] if run.console else []}") from None
     if hypervisor and POWER_OFF_LINE not in lines:
-        raise BenchError(f"{elf}: the hypervisor did not power off; the console ended with: "
-                         f"{lines[-3:]}")
+        raise BenchError(f"{elf} on {target.name}: the hypervisor did not power off; the console "
+                         f"ended with: {lines[-3:]}")
     return Boot(lines, seconds)

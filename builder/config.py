@@ -31,6 +31,9 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,14}")
 
 BUILTIN_GUESTS = ("heartbeat", "scanner", "prober",
                   "bench_probe", "bench_peer", "bench_kernel")   # bench_*: `make bench`
+# Builtins that execute their backend's hypercall instruction (VMCALL or
+# VMMCALL) directly: they need an image built for one backend.
+ONE_BACKEND_BUILTINS = ("bench_probe",)
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 
 
@@ -131,6 +134,12 @@ def parse(raw: dict[str, Any], label: str, base_dir: Path) -> Config:
         if guest.name in seen:
             raise BuildError(f"{label}: guest[{index}].name", f"duplicate guest name {guest.name!r}")
         seen.add(guest.name)
+        if (hypervisor.backend == "auto" and isinstance(guest.image, BuiltinImage)
+                and guest.image.program in ONE_BACKEND_BUILTINS):
+            raise BuildError(f"{label}: guest[{index}].builtin",
+                             f"{guest.image.program!r} times its backend's own hypercall instruction "
+                             "(VMCALL or VMMCALL): set [hypervisor] backend to "
+                             + " or ".join(repr(b) for b in BACKENDS))
     return Config(label, hypervisor, tuple(guests))
 
 

@@ -23,8 +23,11 @@ from builder.render import render
 
 BUILTIN_LOAD_ADDRESS = 0x1000       # page 0 stays empty, so null pointers fault in the guest
 HEARTBEAT_DELAY = 300_000           # busy-wait iterations between heartbeats: several time slices
-# Hypercalls: VMCALL with the number in EAX (see README, "The guest's view").
+# Hypercalls: VMCALL or VMMCALL with the number in EAX (see README, "The guest's view").
 HYPERCALLS = {"EXIT": 0, "YIELD": 1}
+# The hypercall instruction of an image built for one backend; an image with
+# both ("auto") has none: its guests ask CPUID (guests/lib.s.j2 guest_exit).
+HYPERCALL_INSTRUCTIONS = {"vmx": "vmcall", "svm": "vmmcall"}
 # What the prober guest tries (guests/prober.s.j2)
 PROBE_PORT = 0x64                   # the keyboard controller, not emulated
 PROBE_MSR_VALUE = 0x5EED1000
@@ -42,9 +45,13 @@ BENCH_IDLE_PORT = 0x80              # the POST-code port: no device emulated, re
 # Ticks between two TSC reads of the spinner: a plain loop takes 9, the one
 # after a gap about 20; a switch out and back, even to the same guest, 60 or more.
 BENCH_GAP_THRESHOLD = 40
-BENCH_WINDOW_SLICES = 8             # time slices measured for fairness and the world switch
+BENCH_WINDOW_SLICES = 32            # time slices measured for fairness and the world switch
+BENCH_EXIT_KINDS = 4                # exits the probe measures (guests/bench_probe.s.j2), each
+                                    #   repeat on a slice of its own
 BENCH_PROBE_TAIL_SLICES = 2         # slices spun after the window, so that every guest's window
-BENCH_PEER_TAIL_SLICES = 8          #   sees only spinners; the peers outlast the probe's exits
+                                    #   sees only spinners
+# The peers spin through the probe's tail and its exit repeats (a slice each), and 2 more.
+BENCH_PEER_TAIL_SLICES = BENCH_PROBE_TAIL_SLICES + BENCH_EXIT_KINDS * BENCH_EXIT_REPEATS + 2
 BENCH_KERNEL_BUFFER = 0x10000       # guest-physical; the kernel guest needs memory past its end
 BENCH_KERNEL_BYTES = 2 * 1024 * 1024
 BENCH_KERNEL_FILL_STEP = 0x9E3779B9  # the fill pattern: 2^32 / golden ratio per word
@@ -103,12 +110,14 @@ def secret_words() -> dict[str, int]:
     return words
 
 
-def load(guest: GuestConfig, where: str) -> GuestImage:
-    """Load `guest`'s image and check that it fits the guest's memory."""
+def load(guest: GuestConfig, where: str, backend: str) -> GuestImage:
+    """Load `guest`'s image and check that it fits the guest's memory.
+    `backend` is the config's ("auto", "vmx" or "svm"): builtin guests
+    built for one backend may use its hypercall instruction directly."""
     spec = guest.image
     if isinstance(spec, BuiltinImage):
         where = f"{where}.builtin"
-        image = _builtin(guest, spec, where)
+        image = _builtin(guest, spec, where, backend)
     elif isinstance(spec, ElfImage):
         where = f"{where}.elf"
         image = _elf(spec, guest.mode, where)
@@ -125,7 +134,7 @@ def usable_top(mode: StartMode, memory: int) -> int:
     return memory if top < 0 else top
 
 
-def _builtin(guest: GuestConfig, spec: BuiltinImage, where: str) -> GuestImage:
+def _builtin(guest: GuestConfig, spec: BuiltinImage, where: str, backend: str) -> GuestImage:
     top = usable_top(StartMode.PROTECTED, guest.memory)
     constants = {**hw.asm_constants(), **secret_words(),
                  **{f"HYPERCALL_{name}": number for name, number in HYPERCALLS.items()},
@@ -140,7 +149,8 @@ def _builtin(guest: GuestConfig, spec: BuiltinImage, where: str) -> GuestImage:
                  "PROBE_IDT_SIZE": IDT_GATE_32_SIZE * PROBE_IDT_VECTORS,
                  "PROBE_IDT_LIMIT": IDT_GATE_32_SIZE * PROBE_IDT_VECTORS - 1,
                  "OUT_OF_BOUNDS_ADDRESS": guest.memory, **bench_constants()}
-    source = render(f"guests/{spec.program}.s.j2", constants, name=guest.name)
+    source = render(f"guests/{spec.program}.s.j2", constants, name=guest.name,
+                    hypercall=HYPERCALL_INSTRUCTIONS.get(backend))
     code = assemble(source, BUILTIN_LOAD_ADDRESS, f"{where} ({spec.program})").code
     return GuestImage((Segment(BUILTIN_LOAD_ADDRESS, code),), BUILTIN_LOAD_ADDRESS,
                       StartMode.PROTECTED)
