@@ -55,8 +55,20 @@ def check_keystone_pitfalls(source: str, what: str) -> None:
                                  f"in [{operand}]: {line.strip()!r}")
 
 
+_assembled: dict[tuple[str, int], Assembly] = {}
+
+
 def assemble(source: str, base: int, what: str) -> Assembly:
-    """Assemble 64-bit-mode `source` (it may switch with .code16/.code32) at `base`."""
+    """Assemble 64-bit-mode `source` (it may switch with .code16/.code32) at
+    `base`.  The same source is assembled once per process: guests built
+    from one template with the same parameters share the child process."""
+    key = (source, base)
+    if key not in _assembled:
+        _assembled[key] = _assemble(source, base, what)
+    return _assembled[key]
+
+
+def _assemble(source: str, base: int, what: str) -> Assembly:
     check_keystone_pitfalls(source, what)
     labels = list(dict.fromkeys(LABEL_DEFINITION.findall(source)))
     dump = "".join(f".quad {label}\n" for label in labels)
