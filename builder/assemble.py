@@ -26,6 +26,10 @@ REGISTERS = frozenset(
     + ["rip", "al", "bl", "cl", "dl", "ah", "bh", "ch", "dh", "sil", "dil", "spl", "bpl"])
 MEMORY_OPERAND = re.compile(r"\[([^\]]*)\]")
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SET_DEFINITION = re.compile(r"^\s*\.set\s+([A-Za-z_][A-Za-z0-9_]*)\s*,", re.MULTILINE)
+ABSOLUTE_LOAD = re.compile(r"^\s*mov\s+(?P<register>r\w+)\s*,\s*qword ptr\s*"
+                           r"\[\s*(?P<symbol>[A-Za-z_]\w*)\s*(?:[+-]\s*(?:0x[0-9a-f]+|\d+)\s*)?\]",
+                           re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -39,14 +43,23 @@ def check_keystone_pitfalls(source: str, what: str) -> None:
 
     - a memory operand naming two symbols: `[A + B]` and `[rbx + A + B]`
       keep only the last one (a symbol plus a number is fine);
-    - `~` in an operand: `and ecx, ~BIT` becomes a memory operand.
+    - `~` in an operand: `and ecx, ~BIT` becomes a memory operand;
+    - a 64-bit load of any register but RAX from an absolute address named
+      by a `.set` constant: `mov rbx, qword ptr [ADDR]` becomes
+      RIP-relative with ADDR as the displacement (load into RAX instead,
+      which keystone encodes as MOVABS).
     """
+    constants = set(SET_DEFINITION.findall(source))
     for number, line in enumerate(source.splitlines(), 1):
         code = line.split("#", 1)[0]
         if ".asci" in code:
             continue
         if "~" in code:
             raise BuildError(what, f"line {number}: keystone mis-assembles '~': {line.strip()!r}")
+        load = ABSOLUTE_LOAD.match(code)
+        if load and load["register"].lower() != "rax" and load["symbol"] in constants:
+            raise BuildError(what, f"line {number}: keystone mis-assembles a 64-bit load from an "
+                             f"absolute address into {load['register']}: {line.strip()!r}")
         for operand in MEMORY_OPERAND.findall(code):
             names = [n for n in IDENTIFIER.findall(operand)
                      if n.lower() not in REGISTERS and n not in ("ptr",)]

@@ -320,3 +320,25 @@ def test_templates_receive_the_hardware_constants_from_hw_py(tmp_path):
     assert values["COM1_BASE"] == 0x3F8
     for name, value in hw.asm_constants().items():
         assert values[name] == value, name
+
+
+@pytest.mark.parametrize("line, complaint", [
+    ("mov rax, qword ptr [A + B]", "keeps only one of the symbols"),
+    ("mov eax, dword ptr [rbx + A + B]", "keeps only one of the symbols"),
+    ("and ecx, ~A", "mis-assembles '~'"),
+    ("mov rbx, qword ptr [A]", "64-bit load from an absolute address into rbx"),
+])
+def test_the_assembler_refuses_what_keystone_would_silently_get_wrong(line, complaint):
+    from builder.assemble import assemble
+    from builder.errors import BuildError
+    with pytest.raises(BuildError, match=re.escape(complaint)):
+        assemble(f".set A, 0x112098\n.set B, 0x8\n{line}\n", 0x100000, "test")
+
+
+def test_the_assembler_accepts_the_safe_forms_and_they_assemble_right():
+    from builder.assemble import assemble
+    code = assemble(".set A, 0x112098\nmov rax, qword ptr [A]\nmov eax, dword ptr [rbx + A]\n"
+                    "mov ecx, 60\nlabel_here:\n", 0x100000, "test").code
+    decoded = [f"{i.mnemonic} {i.op_str}" for i in Cs(CS_ARCH_X86, CS_MODE_64).disasm(code, 0x100000)]
+    assert decoded == ["movabs rax, qword ptr [0x112098]", "mov eax, dword ptr [rbx + 0x112098]",
+                       "mov ecx, 0x3c"]
