@@ -96,3 +96,11 @@ EMULATOR_GAPS = {
     ("qemu", "invd"): "QEMU 7.2's TCG checks INVD against the WBINVD intercept (fixed upstream "
                       "in 2023: target/i386 'fix INVD vs. WBINVD confusion')",
 }
+
+
+def guest_table(name: str, memory: str, **keys: object) -> str:
+    """One [[guest]] table of a config, e.g. guest_table("a", "64K", elf=path)."""
+    lines = ["[[guest]]", f'name = "{name}"', f'memory = "{memory}"']
+    lines += [f"{key} = {str(value)!r}" if isinstance(value, (str, Path)) else f"{key} = {value}"
+              for key, value in keys.items()]
+    return "\n".join(lines) + "\n"

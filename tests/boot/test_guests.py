@@ -13,17 +13,12 @@ from harness import (
     booted,
     build_image,
     guest_lines,
+    guest_table,
 )
 
 pytestmark = pytest.mark.boot
 
-HEARTBEAT_WITNESS = """
-[[guest]]
-name = "witness"
-memory = "128K"
-builtin = "heartbeat"
-heartbeats = 6
-"""
+HEARTBEAT_WITNESS = guest_table("witness", "128K", builtin="heartbeat", heartbeats=6)
 
 
 def witness_ran_to_the_end(lines):
@@ -32,13 +27,8 @@ def witness_ran_to_the_end(lines):
 
 
 def test_forbidden_port_msr_and_vmxon_get_their_documented_outcome(tmp_path, target):
-    elf = build_image(tmp_path, """
-[[guest]]
-name = "prober"
-memory = "128K"
-builtin = "prober"
-heartbeats = 2
-""" + HEARTBEAT_WITNESS)
+    elf = build_image(tmp_path, guest_table("prober", "128K", builtin="prober", heartbeats=2)
+                      + HEARTBEAT_WITNESS)
     lines = boot_to_end(elf, target)
     said = guest_lines(lines, "prober")
     assert "port probe: in from an unemulated port read 0x000000ff" in said
@@ -59,12 +49,8 @@ heartbeats = 2
 
 def test_an_elf32_guest_built_by_gnu_ld_runs_in_protected_mode(tmp_path, target):
     guest = binutils_guest(tmp_path, "elf32_hello.S", bits=32)
-    lines = boot_to_end(build_image(tmp_path, f"""
-[[guest]]
-name = "elf32"
-memory = "64K"
-elf = "{guest}"
-""" + HEARTBEAT_WITNESS), target)
+    lines = boot_to_end(build_image(tmp_path, guest_table("elf32", "64K", elf=guest) + HEARTBEAT_WITNESS),
+                        target)
     assert guest_lines(lines, "elf32") == ["hello from an ELF32 guest"]
     assert "[hv] elf32 exited with code 7" in lines
     assert witness_ran_to_the_end(lines)
@@ -72,26 +58,15 @@ elf = "{guest}"
 
 def test_an_elf64_guest_starts_in_long_mode(tmp_path, target):
     guest = binutils_guest(tmp_path, "elf64_hello.S", bits=64)
-    lines = boot_to_end(build_image(tmp_path, f"""
-[[guest]]
-name = "elf64"
-memory = "2M"
-elf = "{guest}"
-"""), target)
+    lines = boot_to_end(build_image(tmp_path, guest_table("elf64", "2M", elf=guest)), target)
     assert guest_lines(lines, "elf64") == ["hello from an ELF64 guest", "EFER.LMA is set: 64-bit mode"]
     assert "[hv] elf64 exited with code 0" in lines
 
 
 def test_a_flat_binary_starts_in_real_mode(tmp_path, target):
     guest = binutils_guest(tmp_path, "real_hello.S", bits=16, flat=True, link_address=0x7C00)
-    lines = boot_to_end(build_image(tmp_path, f"""
-[[guest]]
-name = "real"
-memory = "64K"
-flat = "{guest}"
-load_address = 0x7C00
-mode = "real"
-""" + HEARTBEAT_WITNESS), target)
+    real = guest_table("real", "64K", flat=guest, load_address=0x7C00, mode="real")
+    lines = boot_to_end(build_image(tmp_path, real + HEARTBEAT_WITNESS), target)
     assert guest_lines(lines, "real") == ["hello from a real-mode guest"]
     assert "[hv] real exited with code 16" in lines
     assert witness_ran_to_the_end(lines)
@@ -102,12 +77,8 @@ def test_an_unhandled_exit_stops_only_that_guest_with_a_report(tmp_path, target,
     if (target, misdeed.lower()) in EMULATOR_GAPS:
         pytest.skip(EMULATOR_GAPS[target, misdeed.lower()])
     guest = binutils_guest(tmp_path, "misbehave.S", bits=32, defines=(misdeed,))
-    lines = boot_to_end(build_image(tmp_path, f"""
-[[guest]]
-name = "bad"
-memory = "64K"
-elf = "{guest}"
-""" + HEARTBEAT_WITNESS), target)
+    lines = boot_to_end(build_image(tmp_path, guest_table("bad", "64K", elf=guest) + HEARTBEAT_WITNESS),
+                        target)
     assert guest_lines(lines, "bad") == ["about to misbehave"]
     expected = EXPECTED_EXITS[target][misdeed.lower()]
     assert any(re.fullmatch(rf"\[hv\] bad stopped: {expected}, rip 0x[0-9a-f]+", line)
@@ -117,14 +88,8 @@ elf = "{guest}"
 
 def test_a_real_mode_guest_cannot_reach_past_its_memory(tmp_path, target):
     guest = binutils_guest(tmp_path, "real_escape.S", bits=16, flat=True, link_address=0x7C00)
-    lines = boot_to_end(build_image(tmp_path, f"""
-[[guest]]
-name = "real"
-memory = "64K"
-flat = "{guest}"
-load_address = 0x7C00
-mode = "real"
-""" + HEARTBEAT_WITNESS), target)
+    real = guest_table("real", "64K", flat=guest, load_address=0x7C00, mode="real")
+    lines = boot_to_end(build_image(tmp_path, real + HEARTBEAT_WITNESS), target)
     assert guest_lines(lines, "real") == ["real mode: reading guest-physical 0x10000"]
     expected = EXPECTED_EXITS[target]["out_of_bounds"].split(",")[0]
     assert any(re.fullmatch(rf"\[hv\] real stopped: {expected}, exit \d+, qualification 0x[0-9a-f]+, "
