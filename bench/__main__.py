@@ -184,8 +184,18 @@ def backend_figures(backend: str, points: list[Scaled], rows: list[ScalingRow],
     ]
 
 
+def measure_qemu_boot(work: Path) -> list[float]:
+    """Wall time to every first line of the two-guest SVM image on QEMU's
+    software CPU, the target `make run` uses on machines without hardware
+    virtualization (no counted figures: see docs/BENCHMARKS.md)."""
+    elf = work / "svm" / f"guests{MAIN_GUESTS}" / "out" / "hv.elf"
+    target = runs.TARGETS["qemu"]
+    progress(f"svm: {MAIN_GUESTS} guests: boot x{BOOT_REPEATS} on {target.name}")
+    return [runs.boot(elf, target, up_patterns(MAIN_GUESTS)).seconds_to_up for _ in range(BOOT_REPEATS)]
+
+
 def shared_figures(default_build: list[float], widest_build: ScalingRow, both: Sizes,
-                   hv_lines: int) -> list[Figure]:
+                   hv_lines: int, qemu_boot: list[float]) -> list[Figure]:
     return [
         Figure("code_data_bytes", "code + rodata + rwdata, both backends", both.code_and_data, "bytes",
                False),
@@ -195,6 +205,8 @@ def shared_figures(default_build: list[float], widest_build: ScalingRow, both: S
                "s", True, Target("<", 1)),
         Figure("hvbuild_32_s", f"hvbuild, {widest_build.guests} guests ({TIMED_BACKEND})",
                widest_build.build_s, "s", True, Target("<", 3)),
+        Figure("qemu_boot_wall_s", f"emulator start to every first line ({MAIN_GUESTS} guests, svm on qemu)",
+               round(statistics.median(qemu_boot), 3), "s", True),
     ]
 
 
@@ -222,6 +234,7 @@ def run() -> int:
         for backend in BACKENDS:
             points[backend] = [measure_scaling(work, backend, guests) for guests in configs.SCALING_GUESTS]
             kernels[backend] = measure_kernel(work, backend, bare_elf)
+        qemu_boot = measure_qemu_boot(work)
     commit = report.git_commit()
     sections = []
     for backend in BACKENDS:
@@ -232,7 +245,7 @@ def run() -> int:
     templates = sorted((PROJECT_ROOT / "hv").rglob("*.s.j2")) + sorted((PROJECT_ROOT / "boot").rglob("*.s.j2"))
     timed_rows = next(section.scaling for section in sections if section.key == TIMED_BACKEND)
     shared = shared_figures(default_build, timed_rows[-1], sizes(build.build(configs.default("auto"))),
-                            source_lines(templates))
+                            source_lines(templates), qemu_boot)
     sections.append(Section("shared", "hvbuild, and the image with both backends (backend = \"auto\", "
                             "the default)", {"commit": commit}, shared, []))
     ticks = ", ".join(f"{backend} {figures.EXIT_TICKS[backend]}" for backend in BACKENDS)
