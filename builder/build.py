@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import elf, hw, paging, svm, tables, vmcs
+from builder import elf, hw, msrs, paging, svm, tables, vmcs
 from builder.assemble import assemble
 from builder.config import Config
 from builder.errors import BuildError
@@ -22,11 +22,11 @@ from builder.guest_images import HYPERCALLS, GuestImage
 from builder.guest_images import load as load_image
 from builder.layout import (
     CAPS_KINDS,
+    CAPS_SOURCE_SIZE,
     GDT_ENTRIES,
     HV_BASE,
     IDT_GATE_SIZE,
     IDT_VECTORS,
-    MSR_TABLE_ENTRY,
     SVM_IOPM_SIZE,
     SVM_MSRPM_SIZE,
     TEXT_BUDGET,
@@ -111,7 +111,7 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         GUEST_COUNT=len(layout.guests),
         GUEST_LINE_SIZE_BYTES=GUEST_LINE_SIZE,
         NIBBLE_MASK=0xF,
-        CAPS_SOURCE_SIZE=vmcs.CAPS_SOURCE_SIZE,
+        CAPS_SOURCE_SIZE=CAPS_SOURCE_SIZE,
         SYMTAB_ENTRY_SIZE=tables.SYMTAB_ENTRY_SIZE,
         PANIC_SAVED_REGISTERS=len(SAVED_REGISTERS), PANIC_REGISTER_NAME_SIZE=5,
         GUEST_REGISTERS_SIZE=8 * len(SAVED_REGISTERS),
@@ -119,16 +119,16 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         GUEST_RUNNABLE=GUEST_RUNNABLE, GUEST_EXITED=GUEST_EXITED, GUEST_STOPPED=GUEST_STOPPED,
         TIME_SLICE_CYCLES=config.hypervisor.time_slice,
         TIME_SLICE_TIMES_CALIBRATION_TICKS=config.hypervisor.time_slice * hw.PIT_CALIBRATION_TICKS,
-        MSR_TABLE_COUNT=len(tables.EMULATED_MSRS),
-        MSR_TABLE_ENTRY_SIZE=MSR_TABLE_ENTRY,
-        **{f"MSR_ENTRY_{name.upper()}": offset for name, offset in tables.MSR_ENTRY.items()},
+        MSR_TABLE_COUNT=len(msrs.EMULATED_MSRS),
+        MSR_TABLE_ENTRY_SIZE=msrs.ENTRY_SIZE,
+        **{f"MSR_ENTRY_{name.upper()}": offset for name, offset in msrs.ENTRY_OFFSETS.items()},
         SELECTOR_CODE64=vmcs.SELECTOR_CODE64, SELECTOR_DATA=vmcs.SELECTOR_DATA,
         SELECTOR_CODE32=vmcs.SELECTOR_CODE32, SELECTOR_TSS=vmcs.SELECTOR_TSS,
         HOST_CR0=vmcs.HOST_CR0, HOST_EFER=vmcs.HOST_EFER,
         HV_SIGNATURE_EBX=int.from_bytes(hw.CPUID_HV_SIGNATURE[0:4], "little"),
         HV_SIGNATURE_ECX=int.from_bytes(hw.CPUID_HV_SIGNATURE[4:8], "little"),
         HV_SIGNATURE_EDX=int.from_bytes(hw.CPUID_HV_SIGNATURE[8:12], "little"),
-        **{f"MSR_KIND_{kind.name}": int(kind) for kind in tables.MsrKind},
+        **{f"MSR_KIND_{kind.name}": int(kind) for kind in msrs.MsrKind},
         **{f"HYPERCALL_{name}": number for name, number in HYPERCALLS.items()},
     )
     return constants
@@ -213,7 +213,7 @@ def _place_static_data(memory: _Memory, layout: Layout, labels: dict[str, int],
         memory.place(ro[name], data)
     memory.place(ro["idt"], tables.idt(labels))
     memory.place(ro["caps_sources"], vmcs.pack_caps_sources())
-    memory.place(ro["msr_table"], tables.msr_table())
+    memory.place(ro["msr_table"], msrs.table())
     memory.place(rw["gdt"], tables.gdt(layout))
     memory.place(rw["tss"], tables.tss(layout))
     memory.place(rw["hv"], tables.hv_record(layout))

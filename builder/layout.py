@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder import hw
+from builder import hw, msrs
 from builder.config import MIB, Config, StartMode
 from builder.errors import BuildError
 from builder.structs import CAPS, GUEST, HV
@@ -41,7 +41,7 @@ IDT_GATE_SIZE = 16
 GDT_ENTRIES = 6                     # null, code64, data, code32, TSS (two slots)
 TSS_SIZE = 104                      # SDM Vol. 3A 8.7, figure 8-11
 CAPS_KINDS = 8                      # see builder.vmcs.Adjust
-MSR_TABLE_ENTRY = 16                # (msr, kind << 32 | vmcs field)
+CAPS_SOURCE_SIZE = 16               # msr (4), style (4), relax (8): builder/vmcs.py
 VMCS_INIT_ENTRY = 16                # (adjust << 32 | field, value)
 SVM_IOPM_SIZE = 3 * 4096            # AMD APM Vol. 2 15.10.1
 SVM_MSRPM_SIZE = 2 * 4096           # AMD APM Vol. 2 15.11
@@ -174,8 +174,8 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
 
     rodata = {
         "idt": alloc.take("idt", IDT_VECTORS * IDT_GATE_SIZE, page),
-        "caps_sources": alloc.take("capability sources", CAPS_KINDS * 16),
-        "msr_table": alloc.take("emulated MSR table", 8 * MSR_TABLE_ENTRY),
+        "caps_sources": alloc.take("capability sources", CAPS_KINDS * CAPS_SOURCE_SIZE),
+        "msr_table": alloc.take("emulated MSR table", msrs.TABLE_SIZE),
         "strings": alloc.take("exit names", sum(len(name) + 1 for backend in backends
                                                 for name in hw.exit_names(backend))),
     }

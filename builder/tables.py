@@ -5,9 +5,6 @@ bitmaps and the symbol table the crash reporter searches.
 
 from __future__ import annotations
 
-import enum
-import struct
-
 from builder import hw, vmcs
 from builder.config import StartMode
 from builder.guest_images import GuestImage
@@ -50,27 +47,6 @@ SVM_EXIT_HANDLERS = {
 }
 
 
-class MsrKind(enum.IntEnum):
-    """How the hypervisor emulates an MSR the guest may use (see README)."""
-
-    ADDRESS = 0          # kept in the guest state; writes must be canonical
-    VALUE = 1            # kept in the guest state as written
-    EFER = 2             # only SCE, LME, NXE are writable; LMA follows the CPU
-    TSC = 3              # reads the time-stamp counter; writes raise #GP
-
-
-V, M = hw.Vmcs, hw.Vmcb
-# (MSR, kind, where VMX keeps it: VMCS field, where SVM keeps it: VMCB offset)
-EMULATED_MSRS = (
-    (hw.IA32_TSC, MsrKind.TSC, 0, 0),
-    (hw.IA32_SYSENTER_CS, MsrKind.VALUE, V.GUEST_SYSENTER_CS, M.SYSENTER_CS),
-    (hw.IA32_SYSENTER_ESP, MsrKind.ADDRESS, V.GUEST_SYSENTER_ESP, M.SYSENTER_ESP),
-    (hw.IA32_SYSENTER_EIP, MsrKind.ADDRESS, V.GUEST_SYSENTER_EIP, M.SYSENTER_EIP),
-    (hw.IA32_EFER, MsrKind.EFER, V.GUEST_IA32_EFER, M.EFER),
-    (hw.IA32_FS_BASE, MsrKind.ADDRESS, V.GUEST_FS_BASE, M.FS + hw.VMCB_SEGMENT_BASE),
-    (hw.IA32_GS_BASE, MsrKind.ADDRESS, V.GUEST_GS_BASE, M.GS + hw.VMCB_SEGMENT_BASE),
-)
-MSR_ENTRY = {"number": 0, "kind": 4, "vmx": 8, "svm": 12}    # byte offsets of an entry
 
 
 def q(value: int) -> bytes:
@@ -152,13 +128,6 @@ def exit_tables(layout: Layout, labels: dict[str, int]) -> dict[str, bytes]:
         out[f"{backend}_exit_names"] = b"".join(name_pointer(name) for name in names)
     out["strings"] = bytes(strings)
     return out
-
-
-def msr_table() -> bytes:
-    out = bytearray()
-    for msr, kind, vmx_field, svm_offset in EMULATED_MSRS:
-        out += struct.pack("<IIII", msr, kind, vmx_field, svm_offset)
-    return bytes(out)
 
 
 def hv_record(layout: Layout) -> bytes:

@@ -13,12 +13,13 @@ A wanted bit the CPU cannot set is reported as a missing feature.
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 
 from builder import hw
 from builder.config import StartMode
 from builder.guest_images import GuestImage
-from builder.layout import GuestLayout, Layout
+from builder.layout import CAPS_SOURCE_SIZE, GuestLayout, Layout
 from builder.start_state import start_state
 from builder.structs import GUEST, SAVED_REGISTERS
 
@@ -169,14 +170,9 @@ def pack(entries: list[Entry]) -> bytes:
     return bytes(out)
 
 
-CAPS_SOURCE_SIZE = 16
-
-
 def pack_caps_sources() -> bytes:
-    """One 16-byte entry per adjust kind: msr (4), style (4), relax (8)."""
-    out = bytearray()
-    for kind in Adjust:
-        source = CAPS_SOURCES[kind]
-        out += source.msr.to_bytes(4, "little") + int(source.style).to_bytes(4, "little")
-        out += source.relax.to_bytes(8, "little")
-    return bytes(out)
+    """One entry per adjust kind: msr (4), style (4), relax (8)."""
+    out = b"".join(struct.pack("<IIQ", CAPS_SOURCES[kind].msr, CAPS_SOURCES[kind].style,
+                               CAPS_SOURCES[kind].relax) for kind in Adjust)
+    assert len(out) == len(Adjust) * CAPS_SOURCE_SIZE
+    return out

@@ -1,0 +1,46 @@
+"""The MSRs a guest may use, and where each backend keeps them.
+
+Every RDMSR and WRMSR exits; the core's exit policy
+(hv/core/exit_policy.s.j2) looks the MSR up in this table, built into the
+image, and asks the chosen backend to read or write the guest state named
+for it.  Any MSR not listed raises #GP in the guest (README, "The guest's
+view").
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+
+from builder import hw
+
+
+class MsrKind(enum.IntEnum):
+    """How the hypervisor emulates an MSR the guest may use."""
+
+    ADDRESS = 0          # kept in the guest state; writes must be canonical
+    VALUE = 1            # kept in the guest state as written
+    EFER = 2             # only SCE, LME, NXE are writable; LMA follows the CPU
+    TSC = 3              # reads the time-stamp counter; writes raise #GP
+
+
+V, M = hw.Vmcs, hw.Vmcb
+# (MSR, kind, where VMX keeps it: VMCS field, where SVM keeps it: VMCB offset)
+EMULATED_MSRS = (
+    (hw.IA32_TSC, MsrKind.TSC, 0, 0),
+    (hw.IA32_SYSENTER_CS, MsrKind.VALUE, V.GUEST_SYSENTER_CS, M.SYSENTER_CS),
+    (hw.IA32_SYSENTER_ESP, MsrKind.ADDRESS, V.GUEST_SYSENTER_ESP, M.SYSENTER_ESP),
+    (hw.IA32_SYSENTER_EIP, MsrKind.ADDRESS, V.GUEST_SYSENTER_EIP, M.SYSENTER_EIP),
+    (hw.IA32_EFER, MsrKind.EFER, V.GUEST_IA32_EFER, M.EFER),
+    (hw.IA32_FS_BASE, MsrKind.ADDRESS, V.GUEST_FS_BASE, M.FS + hw.VMCB_SEGMENT_BASE),
+    (hw.IA32_GS_BASE, MsrKind.ADDRESS, V.GUEST_GS_BASE, M.GS + hw.VMCB_SEGMENT_BASE),
+)
+ENTRY_FORMAT = "<IIII"                                    # number, kind, VMCS field, VMCB offset
+ENTRY_SIZE = struct.calcsize(ENTRY_FORMAT)
+ENTRY_OFFSETS = {"number": 0, "kind": 4, "vmx": 8, "svm": 12}
+TABLE_SIZE = ENTRY_SIZE * len(EMULATED_MSRS)
+
+
+def table() -> bytes:
+    return b"".join(struct.pack(ENTRY_FORMAT, msr, kind, vmx_field, svm_offset)
+                    for msr, kind, vmx_field, svm_offset in EMULATED_MSRS)
