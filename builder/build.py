@@ -123,8 +123,9 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         MSR_TABLE_ENTRY_SIZE=msrs.ENTRY_SIZE,
         **{f"MSR_ENTRY_{name.upper()}": offset for name, offset in msrs.ENTRY_OFFSETS.items()},
         SELECTOR_CODE64=vmcs.SELECTOR_CODE64, SELECTOR_DATA=vmcs.SELECTOR_DATA,
-        SELECTOR_CODE32=vmcs.SELECTOR_CODE32, SELECTOR_TSS=vmcs.SELECTOR_TSS,
-        HOST_CR0=vmcs.HOST_CR0, HOST_EFER=vmcs.HOST_EFER,
+        SELECTOR_TSS=vmcs.SELECTOR_TSS, HOST_CR0=vmcs.HOST_CR0,
+        # what boot sets in EFER; the CPU adds LMA when paging turns on
+        BOOT_EFER=vmcs.HOST_EFER & ~hw.EFER_LMA,
         HV_SIGNATURE_EBX=int.from_bytes(hw.CPUID_HV_SIGNATURE[0:4], "little"),
         HV_SIGNATURE_ECX=int.from_bytes(hw.CPUID_HV_SIGNATURE[4:8], "little"),
         HV_SIGNATURE_EDX=int.from_bytes(hw.CPUID_HV_SIGNATURE[8:12], "little"),

@@ -130,8 +130,7 @@ def load(guest: GuestConfig, where: str, backend: str) -> GuestImage:
 
 def usable_top(mode: StartMode, memory: int) -> int:
     """End of the guest memory an image may use: its start-up tables follow."""
-    top = startup_layout(mode, memory).usable_top
-    return memory if top < 0 else top
+    return startup_layout(mode, memory).usable_top
 
 
 def _builtin(guest: GuestConfig, spec: BuiltinImage, where: str, backend: str) -> GuestImage:

@@ -87,11 +87,12 @@ class StartupLayout:
 
     gdt: int | None
     pml4: int | None        # long mode only: PML4, PDPT, PD follow page by page
+    memory: int             # the guest's memory size
 
     @property
     def usable_top(self) -> int:
-        candidates = [a for a in (self.gdt, self.pml4) if a is not None]
-        return min(candidates) if candidates else -1
+        """End of the memory an image may use: the tables, or the memory's end."""
+        return min(a for a in (self.gdt, self.pml4, self.memory) if a is not None)
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,11 @@ class Layout:
 def startup_layout(mode: StartMode, memory: int) -> StartupLayout:
     page = hw.PAGE_SIZE
     if mode is StartMode.REAL:
-        return StartupLayout(None, None)
+        return StartupLayout(None, None, memory)
     if mode is StartMode.PROTECTED:
-        return StartupLayout(memory - page, None)
+        return StartupLayout(memory - page, None, memory)
     # GDT page, then PML4, PDPT and one PD: the guest has at most 1 GiB.
-    return StartupLayout(memory - 4 * page, memory - 3 * page)
+    return StartupLayout(memory - 4 * page, memory - 3 * page, memory)
 
 
 def hv_table_count(backends: tuple[str, ...]) -> int:
@@ -225,11 +226,10 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
     for index, (guest, mode) in enumerate(zip(config.guests, modes)):
         base = alloc.take(f"guest {guest.name} memory", guest.memory, page)
         startup = startup_layout(mode, guest.memory)
-        usable = startup.usable_top if startup.usable_top >= 0 else guest.memory
         guests.append(GuestLayout(
             index=index, name=guest.name, vpid=index + 1,
             record=rwdata["guests"] + index * GUEST.size, memory_base=base,
-            memory_size=guest.memory, usable_top=usable, startup=startup,
+            memory_size=guest.memory, usable_top=startup.usable_top, startup=startup,
             vmcs=vmcs[index], vmcs_init=vmcs_init[index], ept=epts[index],
             vmcb=vmcb[index], npt=npts[index]))
     if alloc.next > PHYSICAL_LIMIT:
