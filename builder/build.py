@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import elf, hw, msrs, paging, svm, tables, vmcs
+from builder import elf, hw, isolation, msrs, paging, svm, tables, vmcs
 from builder.assemble import assemble
 from builder.config import Config
 from builder.errors import BuildError
@@ -168,6 +168,7 @@ def build(config: Config, *, test_hooks: frozenset[str] = frozenset()) -> BuildR
     _place_static_data(memory, layout, labels, images)
     segments = _segments(memory, layout, len(text))
     image = elf.write_elf(segments, labels["boot_entry"], (layout.text, len(assembly.code)), labels)
+    isolation.check(image, layout, config.source)     # refuse an image whose guests are not isolated
     return BuildResult(config, layout, images, labels, len(assembly.code), len(text), image)
 
 
