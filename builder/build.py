@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import elf, hw, isolation, msrs, paging, svm, tables, vmcs
+from builder import cpuid, elf, hw, isolation, msrs, paging, svm, tables, vcpu, vmcs
 from builder.assemble import assemble
 from builder.config import Config
 from builder.errors import BuildError
@@ -107,6 +107,7 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         CAPS_SIZE_SHIFT=CAPS.size.bit_length() - 1,
         CAPS_STYLE_CONTROL=int(vmcs.CapsStyle.CONTROL),
         CAPS_STYLE_FIXED=int(vmcs.CapsStyle.FIXED),
+        CAPS_STYLE_TRUE_CONTROL=int(vmcs.CapsStyle.TRUE_CONTROL),
         VMCS_COMMON_COUNT=layout.common_entries,
         GUEST_COUNT=len(layout.guests),
         GUEST_LINE_SIZE_BYTES=GUEST_LINE_SIZE,
@@ -120,6 +121,13 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         TIME_SLICE_CYCLES=config.hypervisor.time_slice,
         TIME_SLICE_TIMES_CALIBRATION_TICKS=config.hypervisor.time_slice * hw.PIT_CALIBRATION_TICKS,
         MSR_TABLE_COUNT=len(msrs.EMULATED_MSRS),
+        MSR_IN_HARDWARE=msrs.IN_HARDWARE,
+        LAYOUT_CPUID_TABLE_END=layout.rodata["cpuid_table"] + cpuid.TABLE_COUNT * cpuid.ENTRY_SIZE,
+        CPUID_ANY_SUBLEAF=cpuid.ANY_SUBLEAF,
+        CPUID_ENTRY_SIZE=cpuid.ENTRY_SIZE,
+        **{f"CPUID_ENTRY_{name.upper()}": offset for name, offset in cpuid.ENTRY_OFFSETS.items()},
+        GUEST_XFEATURES=vcpu.GUEST_XFEATURES,
+        VCPU_XSAVE_AREA_SIZE=vcpu.XSAVE_AREA_SIZE,
         MSR_TABLE_ENTRY_SIZE=msrs.ENTRY_SIZE,
         **{f"MSR_ENTRY_{name.upper()}": offset for name, offset in msrs.ENTRY_OFFSETS.items()},
         SELECTOR_CODE64=vmcs.SELECTOR_CODE64, SELECTOR_DATA=vmcs.SELECTOR_DATA,
@@ -135,6 +143,17 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     return constants
 
 
+def render_hypervisor(config: Config, layout: Layout, test_hooks: frozenset[str]) -> str:
+    """The hypervisor's whole assembly source, constants first."""
+    return render(HV_TEMPLATE, asm_constants(config, layout), layout=layout,
+                  backends=layout.backends,
+                  vcpu_state={backend: vcpu.switched(backend) for backend in layout.backends},
+                  vcpu_dump=[item for item in vcpu.STATE if item.access is not vcpu.Access.FPU],
+                  exception_names=hw.EXCEPTION_NAMES,
+                  exceptions_with_error_code=hw.EXCEPTIONS_WITH_ERROR_CODE,
+                  test_hooks=test_hooks, config=config)
+
+
 def build(config: Config, *, test_hooks: frozenset[str] = frozenset()) -> BuildResult:
     """Build the image for `config`.  `test_hooks` enables template blocks
     that exist only for the boot tests (e.g. a deliberate hypervisor fault)."""
@@ -148,11 +167,7 @@ def build(config: Config, *, test_hooks: frozenset[str] = frozenset()) -> BuildR
         guest_count = len(vmcs.guest_entries(draft.guests[0], images[0]))
     layout = plan(config, modes, common_count, guest_count)
 
-    source = render(HV_TEMPLATE, asm_constants(config, layout), layout=layout,
-                    backends=layout.backends,
-                    exception_names=hw.EXCEPTION_NAMES,
-                    exceptions_with_error_code=hw.EXCEPTIONS_WITH_ERROR_CODE,
-                    test_hooks=test_hooks, config=config)
+    source = render_hypervisor(config, layout, test_hooks)
     assembly = assemble(source, layout.text, "hypervisor")
     labels = assembly.labels
     code = assembly.code + bytes(-len(assembly.code) % 8)
@@ -216,6 +231,7 @@ def _place_static_data(memory: _Memory, layout: Layout, labels: dict[str, int],
     memory.place(ro["idt"], tables.idt(labels))
     memory.place(ro["caps_sources"], vmcs.pack_caps_sources())
     memory.place(ro["msr_table"], msrs.table())
+    memory.place(ro["cpuid_table"], cpuid.table())
     memory.place(rw["gdt"], tables.gdt(layout))
     memory.place(rw["tss"], tables.tss(layout))
     memory.place(rw["hv"], tables.hv_record(layout))
@@ -229,6 +245,7 @@ def _place_static_data(memory: _Memory, layout: Layout, labels: dict[str, int],
         memory.place(layout.svm["iopm"], b"\xff" * SVM_IOPM_SIZE)
         memory.place(layout.svm["msrpm"], b"\xff" * SVM_MSRPM_SIZE)
     for guest, image in zip(layout.guests, images):
+        memory.place(guest.xsave_area, vcpu.xsave_area_reset())
         if guest.ept is not None:
             memory.place(guest.vmcs_init, vmcs.pack(vmcs.guest_entries(guest, image)))
             for address, table in paging.nested_tables(guest, guest.ept, paging.EPT_DIRECTORY,

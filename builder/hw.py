@@ -35,6 +35,20 @@ CPUID_HV_LEAF_LAST = 0x4FFFFFFF
 CPUID_HV_FEATURES_LEAF = 0x40000001       # ours: EAX = HV_FEATURE_* bits
 HV_FEATURE_VMMCALL = bit(0)               # hypercalls use VMMCALL (AMD), not VMCALL (Intel)
 CPUID_HV_SIGNATURE = b"HVBUILD  VMM"      # 12 bytes returned in EBX, ECX, EDX of 0x40000000
+CPUID_1_ECX_XSAVE = bit(26)
+CPUID_1_ECX_OSXSAVE_BIT = 27              # reflects CR4.OSXSAVE
+CPUID_1_EDX_FXSR = bit(24)
+CPUID_MONITOR_LEAF = 0x5
+CPUID_THERMAL_LEAF = 0x6
+CPUID_EXTENDED_FEATURES_LEAF = 0x7        # subleaf 0 in ECX
+CPUID_7_ECX_OSPKE_BIT = 4                 # reflects CR4.PKE
+CPUID_PMU_LEAF = 0xA                      # architectural performance monitoring
+CPUID_XSAVE_LEAF = 0xD                    # SDM Vol. 1 13.2: subleaf 0 EAX/EDX = XCR0 bits supported,
+                                          # EBX = XSAVE area size for those XCR0 enables
+CPUID_XSAVE_FIRST_COMPONENT_SUBLEAF = 2   # subleaf i >= 2 describes state component i
+CPUID_XSAVE_LAST_COMPONENT_SUBLEAF = 63
+CPUID_EXT_MAX_LEAF = 0x80000000
+CPUID_80000008_LEAF = 0x80000008
 
 # --- Control registers (SDM Vol. 3A 2.5) ----------------------------------
 CR0_PE = bit(0)
@@ -44,8 +58,43 @@ CR0_WP = bit(16)
 CR0_NW = bit(29)
 CR0_CD = bit(30)
 CR0_PG = bit(31)
+CR0_MP = bit(1)
+CR0_EM = bit(2)
+CR0_TS = bit(3)
+CR0_AM = bit(18)
+CR0_HIGH_RESERVED = 0xFFFFFFFF00000000    # MOV to CR0 with any of these set: #GP
 CR4_PAE = bit(5)
-CR4_VMXE = bit(13)
+CR4_OSFXSR = bit(9)
+CR4_OSXMMEXCPT = bit(10)
+CR4_VMXE_BIT = 13
+CR4_VMXE = bit(CR4_VMXE_BIT)
+CR4_OSXSAVE_BIT = 18
+CR4_OSXSAVE = bit(CR4_OSXSAVE_BIT)
+CR4_PKE_BIT = 22
+CR4_PKE = bit(CR4_PKE_BIT)
+CR8_RESERVED = ~0xF & (1 << 64) - 1       # SDM Vol. 3A 10.8.6.1: CR8 holds TPR bits 7:4 in 3:0
+
+# --- Debug registers (SDM Vol. 3B 17.2) --------------------------------------
+DR6_RESET = 0xFFFF0FF0
+
+# --- XSAVE-managed state (SDM Vol. 1 13.1-13.8) -------------------------------
+XCR_XFEATURE_ENABLED_MASK = 0             # XCR0: the only XCR
+XFEATURE_X87 = bit(0)
+XFEATURE_SSE = bit(1)
+XFEATURE_AVX = bit(2)
+XFEATURE_BNDREGS = bit(3)
+XFEATURE_BNDCSR = bit(4)
+XFEATURE_OPMASK = bit(5)
+XFEATURE_ZMM_HI256 = bit(6)
+XFEATURE_HI16_ZMM = bit(7)
+XFEATURE_PKRU = bit(9)
+XFEATURE_AVX512 = XFEATURE_OPMASK | XFEATURE_ZMM_HI256 | XFEATURE_HI16_ZMM
+XCR0_RESET = XFEATURE_X87                 # SDM Vol. 1 13.3: XCR0 after reset
+XSAVE_ALIGNMENT = 64
+XSAVE_LEGACY_FCW = 0                      # SDM Vol. 1 10.5.1, table 10-2: FXSAVE layout
+XSAVE_LEGACY_MXCSR = 24
+FCW_RESET = 0x037F                        # SDM Vol. 1 8.1.5: FINIT's control word
+MXCSR_RESET = 0x1F80                      # SDM Vol. 1 10.2.3.1: all exceptions masked
 
 # --- RFLAGS (SDM Vol. 1 3.4.3) ---------------------------------------------
 RFLAGS_RESERVED_1 = bit(1)
@@ -58,6 +107,7 @@ IA32_SYSENTER_CS = 0x174
 IA32_SYSENTER_ESP = 0x175
 IA32_SYSENTER_EIP = 0x176
 IA32_VMX_BASIC = 0x480
+IA32_VMX_PINBASED_CTLS = 0x481            # without TRUE controls (SDM Vol. 3D A.3.1)
 IA32_VMX_MISC = 0x485
 IA32_VMX_CR0_FIXED0 = 0x486
 IA32_VMX_CR0_FIXED1 = 0x487
@@ -69,10 +119,23 @@ IA32_VMX_TRUE_PINBASED_CTLS = 0x48D
 IA32_VMX_TRUE_PROCBASED_CTLS = 0x48E
 IA32_VMX_TRUE_EXIT_CTLS = 0x48F
 IA32_VMX_TRUE_ENTRY_CTLS = 0x490
+TRUE_CONTROL_DISTANCE = IA32_VMX_TRUE_PINBASED_CTLS - IA32_VMX_PINBASED_CTLS   # 0x48D-0x490 vs 0x481-0x484
 IA32_EFER = 0xC0000080
 IA32_PAT = 0x277
+IA32_STAR = 0xC0000081                    # SDM Vol. 3A 5.8.8: SYSCALL/SYSRET
+IA32_LSTAR = 0xC0000082
+IA32_CSTAR = 0xC0000083
+IA32_FMASK = 0xC0000084
 IA32_FS_BASE = 0xC0000100
 IA32_GS_BASE = 0xC0000101
+IA32_KERNEL_GS_BASE = 0xC0000102          # swapped with GS_BASE by SWAPGS
+IA32_TSC_AUX = 0xC0000103                 # read by RDTSCP and RDPID
+PAT_POWER_ON = 0x0007040600070406         # SDM Vol. 3A 12.12.4: WB WT UC- UC WB WT UC- UC
+PAT_VALID_TYPES = (0, 1, 4, 5, 6, 7)      # SDM Vol. 3A table 12-10: others are reserved (#GP)
+PAT_ENTRIES = 8                           # one memory type per byte
+PAT_TYPE_RESERVED_BITS = 0xF8             # bits 7:3 of each entry
+PAT_TYPE_RESERVED_LOW = 2                 # types 2 and 3 are reserved
+PAT_TYPE_RESERVED_HIGH = 3
 
 FEATURE_CONTROL_LOCK = bit(0)             # SDM Vol. 3C 23.7
 FEATURE_CONTROL_VMX_OUTSIDE_SMX = bit(2)
@@ -242,7 +305,10 @@ class Vmcs(enum.IntEnum):
     EPT_POINTER = 0x201A
     GUEST_PHYSICAL_ADDRESS = 0x2400
     VMCS_LINK_POINTER = 0x2800
+    GUEST_IA32_DEBUGCTL = 0x2802
+    GUEST_IA32_PAT = 0x2804
     GUEST_IA32_EFER = 0x2806
+    HOST_IA32_PAT = 0x2C00
     HOST_IA32_EFER = 0x2C02
     PIN_BASED_VM_EXEC_CONTROL = 0x4000
     CPU_BASED_VM_EXEC_CONTROL = 0x4002
@@ -318,24 +384,38 @@ class Vmcs(enum.IntEnum):
 PIN_EXTERNAL_INTERRUPT_EXITING = bit(0)
 PIN_ACTIVATE_PREEMPTION_TIMER = bit(6)
 PROC_HLT_EXITING = bit(7)
+PROC_MWAIT_EXITING = bit(10)
+PROC_RDPMC_EXITING = bit(11)
+PROC_CR8_LOAD_EXITING = bit(19)
+PROC_CR8_STORE_EXITING = bit(20)
 PROC_USE_IO_BITMAPS = bit(25)
 PROC_USE_MSR_BITMAPS = bit(28)
+PROC_MONITOR_EXITING = bit(29)
 PROC_ACTIVATE_SECONDARY_CONTROLS = bit(31)
 PROC2_ENABLE_EPT = bit(1)
+PROC2_ENABLE_RDTSCP = bit(3)
 PROC2_ENABLE_VPID = bit(5)
 PROC2_UNRESTRICTED_GUEST = bit(7)
+EXIT_SAVE_DEBUG_CONTROLS = bit(2)
 EXIT_HOST_ADDRESS_SPACE_SIZE = bit(9)
 EXIT_ACK_INTERRUPT_ON_EXIT = bit(15)
+EXIT_SAVE_IA32_PAT = bit(18)
+EXIT_LOAD_IA32_PAT = bit(19)
 EXIT_SAVE_IA32_EFER = bit(20)
 EXIT_LOAD_IA32_EFER = bit(21)
-EXIT_SAVE_PREEMPTION_TIMER = bit(22)
-ENTRY_IA32E_MODE_GUEST = bit(9)
+ENTRY_LOAD_DEBUG_CONTROLS = bit(2)
+ENTRY_IA32E_MODE_GUEST_BIT = 9
+ENTRY_IA32E_MODE_GUEST = bit(ENTRY_IA32E_MODE_GUEST_BIT)
+ENTRY_LOAD_IA32_PAT = bit(14)
 ENTRY_LOAD_IA32_EFER = bit(15)
+VMX_BASIC_TRUE_CONTROLS = bit(55)         # SDM Vol. 3D A.1: the TRUE_* capability MSRs exist
 
 # VM-entry interruption information (SDM Vol. 3C 25.8.3, table 25-17)
 INTR_INFO_VALID = bit(31)
-INTR_INFO_DELIVER_ERROR_CODE = bit(11)
+INTR_INFO_DELIVER_ERROR_CODE_BIT = 11
+INTR_INFO_DELIVER_ERROR_CODE = bit(INTR_INFO_DELIVER_ERROR_CODE_BIT)
 INTR_TYPE_HARDWARE_EXCEPTION = 3 << 8
+VECTOR_DB = 1
 VECTOR_UD = 6                             # invalid opcode
 VECTOR_DF = 8                             # double fault
 VECTOR_GP = 13                            # general protection
@@ -346,6 +426,19 @@ IO_QUAL_DIRECTION_IN_BIT = 3
 IO_QUAL_DIRECTION_IN = bit(IO_QUAL_DIRECTION_IN_BIT)
 IO_QUAL_STRING = bit(4)
 IO_QUAL_PORT_SHIFT = 16
+
+# Exit qualification for control-register accesses (SDM Vol. 3C table 28-3)
+CR_QUAL_NUMBER_MASK = 0xF
+CR_QUAL_ACCESS_SHIFT = 4
+CR_QUAL_ACCESS_MASK = 0x3
+CR_QUAL_ACCESS_MOV_TO_CR = 0
+CR_QUAL_ACCESS_MOV_FROM_CR = 1
+CR_QUAL_REGISTER_SHIFT = 8
+CR_QUAL_REGISTER_MASK = 0xF
+GPR_INDEX_RSP = 4                         # SDM Vol. 2A table 2-2: the register numbers
+# Segment access rights: the DPL (SDM Vol. 3C 25.4.1); SS.DPL is the CPL
+AR_DPL_SHIFT = 5
+AR_DPL_MASK = 0x3
 
 EXIT_REASON_ENTRY_FAILURE = bit(31)       # SDM Vol. 3C 25.9.1
 EXIT_REASON_BASIC_MASK = 0xFFFF
@@ -458,11 +551,11 @@ SVM_IOIO_SIZE_SHIFT = 4                   # bits 4-6: 8-, 16-, 32-bit access, on
 SVM_IOIO_SIZE_MASK = 0x7
 SVM_IOIO_PORT_SHIFT = 16
 SVM_MSR_WRITE = 1                         # APM 15.11, EXITINFO1 of MSR
-SVM_DEFAULT_PAT = 0x0007040600070406      # power-on PAT (APM Vol. 2 7.8.2)
 SVM_DR6_DEFAULT = 0xFFFF0FF0
 # Intercept bits (APM appendix B, table B-1)
 SVM_INTERCEPT_EXCEPTION_DF = bit(VECTOR_DF)
 SVM_INTERCEPT_NMI = bit(1)
+SVM_INTERCEPT_RDPMC = bit(15)
 SVM_INTERCEPT_CPUID = bit(18)
 SVM_INTERCEPT_INVD = bit(22)
 SVM_INTERCEPT_HLT = bit(24)
@@ -477,6 +570,10 @@ SVM_INTERCEPT_VMSAVE = bit(3)
 SVM_INTERCEPT_STGI = bit(4)
 SVM_INTERCEPT_CLGI = bit(5)
 SVM_INTERCEPT_SKINIT = bit(6)
+SVM_INTERCEPT_MONITOR = bit(10)
+SVM_INTERCEPT_MWAIT = bit(11)
+SVM_INTERCEPT_MWAIT_CONDITIONAL = bit(12)
+SVM_INTERCEPT_XSETBV = bit(13)
 SVM_V_INTR_MASKING = bit(24)              # in the V_INTR word at VMCB 0x60
 SVM_NP_ENABLE = bit(0)
 SVM_EXITCODE_TABLE_SIZE = 0x90            # exit codes 0x00-0x8F are dispatched by table
@@ -487,6 +584,8 @@ SVM_LENGTH_CPUID = 2
 SVM_LENGTH_HLT = 1
 SVM_LENGTH_VMMCALL = 3
 SVM_LENGTH_MSR = 2
+SVM_LENGTH_INVD = 2
+SVM_LENGTH_XSETBV = 3
 
 
 class Vmcb(enum.IntEnum):
@@ -533,9 +632,15 @@ class Vmcb(enum.IntEnum):
     RIP = 0x578
     RSP = 0x5D8
     RAX = 0x5F8
+    STAR = 0x600
+    LSTAR = 0x608
+    CSTAR = 0x610
+    SFMASK = 0x618
+    KERNEL_GS_BASE = 0x620
     SYSENTER_CS = 0x628
     SYSENTER_ESP = 0x630
     SYSENTER_EIP = 0x638
+    CR2 = 0x640
     G_PAT = 0x668
 
 

@@ -7,7 +7,7 @@ every address the assembly needs is a constant.  Host-physical memory, from
     text      hypervisor code and its symbol table     mapped read + execute
     rodata    IDT, exit dispatch, VMCS set-up tables     mapped read-only, NX
     rwdata    GDT, TSS, records, VMXON region, VMCSs,    mapped read-write, NX
-              VMCBs
+              VMCBs, XSAVE areas
     stacks    each below an unmapped guard page          mapped read-write, NX
     tables    hypervisor page tables, I/O and MSR        not mapped: only the
               bitmaps and permission maps, every         CPU reads them
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder import hw, msrs
+from builder import cpuid, hw, msrs, vcpu
 from builder.config import MIB, Config, StartMode
 from builder.errors import BuildError
 from builder.structs import CAPS, GUEST, HV
@@ -110,6 +110,7 @@ class GuestLayout:
     ept: NestedTables | None
     vmcb: int | None            # SVM backend: the VMCB, the NPT
     npt: NestedTables | None
+    xsave_area: int             # the guest's x87/SSE/AVX state while another guest runs
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
         "idt": alloc.take("idt", IDT_VECTORS * IDT_GATE_SIZE, page),
         "caps_sources": alloc.take("capability sources", CAPS_KINDS * CAPS_SOURCE_SIZE),
         "msr_table": alloc.take("emulated MSR table", msrs.TABLE_SIZE),
+        "cpuid_table": alloc.take("CPUID rules", cpuid.TABLE_COUNT * cpuid.ENTRY_SIZE),
         "strings": alloc.take("exit names", sum(len(name) + 1 for backend in backends
                                                 for name in hw.exit_names(backend))),
     }
@@ -200,6 +202,7 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
         rwdata["vmxon"] = alloc.take("VMXON region", page, page)
     vmcs = [alloc.take(f"VMCS {g.name}", page, page) if has_vmx else None for g in config.guests]
     vmcb = [alloc.take(f"VMCB {g.name}", page, page) if has_svm else None for g in config.guests]
+    xsave = [alloc.take(f"XSAVE area {g.name}", vcpu.XSAVE_AREA_SIZE, page) for g in config.guests]
     alloc.take("stack guard (unmapped)", page, page)
     stack_top = alloc.take("stack", STACK_SIZE, page) + STACK_SIZE
     alloc.take("exception stack guard (unmapped)", page, page)
@@ -231,7 +234,7 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
             record=rwdata["guests"] + index * GUEST.size, memory_base=base,
             memory_size=guest.memory, usable_top=startup.usable_top, startup=startup,
             vmcs=vmcs[index], vmcs_init=vmcs_init[index], ept=epts[index],
-            vmcb=vmcb[index], npt=npts[index]))
+            vmcb=vmcb[index], npt=npts[index], xsave_area=xsave[index]))
     if alloc.next > PHYSICAL_LIMIT:
         raise BuildError(config.source, f"the guests need {alloc.next // MIB} MiB of physical "
                          f"memory; the machine layout allows {PHYSICAL_LIMIT // MIB} MiB")

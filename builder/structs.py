@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from builder import vcpu
+
 
 @dataclass(frozen=True)
 class Field:
@@ -68,6 +70,8 @@ GUEST = Record("GUEST", [
     Field("exit_code", 8),       # the code given with the exit hypercall
     Field("stop_reason", 8),     # address of a string naming why the hypervisor stopped it
     Field("first_tick", 8),      # TSC at the first VM entry (benchmark)
+    # The state the VM entry and exit leave alone (builder/vcpu.py)
+    *(Field(name, size) for name, size in vcpu.record_fields()),
     Field("state", 1),
     Field("launched", 1),
     Field("line_length", 1),
@@ -85,7 +89,10 @@ CAPS = Record("CAPS", [Field("must_be_one", 8), Field("may_be_one", 8)])
 HV = Record("HV", [
     Field("memory_upper_kib", 8),  # multiboot mem_upper, for the memory check
     Field("boot_magic", 8),        # EAX at entry: the multiboot loader's magic
-    Field("timer_slice", 8),       # VMX-preemption timer value of one time slice
+    Field("preemption_rate", 8),   # VMX: the preemption timer counts every 2^rate TSC cycles
+    Field("slice_deadline", 8),    # TSC at which the running guest's time slice ends (VMX)
+    Field("loaded", 8),            # guest record whose builder/vcpu.py state is on the CPU, or 0
+    Field("xfeatures", 8),         # XCR0 bits guests may set: GUEST_XFEATURES the CPU has; 0: no XSAVE
     Field("boot_tick", 8),         # TSC at the hypervisor's first instruction
     Field("current", 8),           # guest record running now, 0 before the first
     Field("vmxon_region", 8),      # VMX: the operand of VMXON
@@ -96,4 +103,7 @@ HV = Record("HV", [
     Field("arch_resume_guest", 8),
     Field("arch_state_read", 8),
     Field("arch_state_write", 8),
+    Field("arch_guest_cr4", 8),
+    Field("arch_guest_cpl", 8),
+    Field("arch_vcpu_switch", 8),
 ])

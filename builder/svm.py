@@ -18,12 +18,15 @@ from builder.start_state import Segment, start_state
 M = hw.Vmcb
 
 INTERCEPT_EXCEPTIONS = hw.SVM_INTERCEPT_EXCEPTION_DF   # a double fault would escalate past us
-INTERCEPT_MISC1 = (hw.SVM_INTERCEPT_NMI | hw.SVM_INTERCEPT_CPUID | hw.SVM_INTERCEPT_INVD
-                   | hw.SVM_INTERCEPT_HLT | hw.SVM_INTERCEPT_INVLPGA | hw.SVM_INTERCEPT_IOIO_PROT
-                   | hw.SVM_INTERCEPT_MSR_PROT | hw.SVM_INTERCEPT_SHUTDOWN)
+INTERCEPT_MISC1 = (hw.SVM_INTERCEPT_NMI | hw.SVM_INTERCEPT_RDPMC | hw.SVM_INTERCEPT_CPUID
+                   | hw.SVM_INTERCEPT_INVD | hw.SVM_INTERCEPT_HLT | hw.SVM_INTERCEPT_INVLPGA
+                   | hw.SVM_INTERCEPT_IOIO_PROT | hw.SVM_INTERCEPT_MSR_PROT | hw.SVM_INTERCEPT_SHUTDOWN)
+# XSETBV: XCR0 is switched by the hypervisor (builder/vcpu.py), so the
+# guest's writes must pass through it; MONITOR/MWAIT get #UD.
 INTERCEPT_MISC2 = (hw.SVM_INTERCEPT_VMRUN | hw.SVM_INTERCEPT_VMMCALL | hw.SVM_INTERCEPT_VMLOAD
                    | hw.SVM_INTERCEPT_VMSAVE | hw.SVM_INTERCEPT_STGI | hw.SVM_INTERCEPT_CLGI
-                   | hw.SVM_INTERCEPT_SKINIT)
+                   | hw.SVM_INTERCEPT_SKINIT | hw.SVM_INTERCEPT_MONITOR | hw.SVM_INTERCEPT_MWAIT
+                   | hw.SVM_INTERCEPT_MWAIT_CONDITIONAL | hw.SVM_INTERCEPT_XSETBV)
 
 
 def segment_attributes(access: int) -> int:
@@ -66,7 +69,7 @@ def vmcb(layout: Layout, guest: GuestLayout, image: GuestImage) -> bytes:
     put(M.RFLAGS, "<Q", state.rflags)
     put(M.RIP, "<Q", state.rip)
     put(M.RSP, "<Q", state.rsp)
-    put(M.G_PAT, "<Q", hw.SVM_DEFAULT_PAT)
+    put(M.G_PAT, "<Q", hw.PAT_POWER_ON)
     return bytes(out)
 
 

@@ -5,7 +5,7 @@ bitmaps and the symbol table the crash reporter searches.
 
 from __future__ import annotations
 
-from builder import hw, vmcs
+from builder import hw, vcpu, vmcs
 from builder.config import StartMode
 from builder.guest_images import GuestImage
 from builder.layout import GDT_ENTRIES, TSS_SIZE, GuestLayout, Layout
@@ -23,6 +23,12 @@ VMX_EXIT_HANDLERS = {
     E.INIT_SIGNAL: "vmx_exit_init_signal",
     E.CPUID: "vmx_exit_cpuid",
     E.HLT: "vmx_exit_hlt",
+    E.INVD: "vmx_exit_invd",
+    E.RDPMC: "vmx_exit_rdpmc",
+    E.CR_ACCESS: "vmx_exit_cr_access",
+    E.MWAIT: "vmx_exit_invalid_opcode",
+    E.MONITOR: "vmx_exit_invalid_opcode",
+    E.XSETBV: "vmx_exit_xsetbv",
     E.VMCALL: "vmx_exit_vmcall",
     E.IO_INSTRUCTION: "vmx_exit_io",
     E.RDMSR: "vmx_exit_rdmsr",
@@ -31,7 +37,7 @@ VMX_EXIT_HANDLERS = {
     E.EPT_VIOLATION: "vmx_exit_ept_violation",
     E.EPT_MISCONFIG: "vmx_exit_ept_misconfig",
     E.PREEMPTION_TIMER: "vmx_exit_preemption_timer",
-    **{reason: "vmx_exit_vmx_instruction" for reason in hw.VMX_INSTRUCTION_EXITS},
+    **{reason: "vmx_exit_invalid_opcode" for reason in hw.VMX_INSTRUCTION_EXITS},
 }
 S = hw.SvmExit
 SVM_EXIT_HANDLERS = {
@@ -39,14 +45,18 @@ SVM_EXIT_HANDLERS = {
     S.NMI: "svm_exit_nmi",
     S.CPUID: "svm_exit_cpuid",
     S.HLT: "svm_exit_hlt",
+    S.INVD: "svm_exit_invd",
+    S.RDPMC: "svm_exit_rdpmc",
+    S.MONITOR: "svm_exit_invalid_opcode",
+    S.MWAIT: "svm_exit_invalid_opcode",
+    S.MWAIT_CONDITIONAL: "svm_exit_invalid_opcode",
+    S.XSETBV: "svm_exit_xsetbv",
     S.VMMCALL: "svm_exit_vmmcall",
     S.IOIO: "svm_exit_ioio",
     S.MSR: "svm_exit_msr",
     S.SHUTDOWN: "svm_exit_shutdown",
-    **{code: "svm_exit_svm_instruction" for code in hw.SVM_INSTRUCTION_EXITS},
+    **{code: "svm_exit_invalid_opcode" for code in hw.SVM_INSTRUCTION_EXITS},
 }
-
-
 
 
 def q(value: int) -> bytes:
@@ -141,7 +151,8 @@ def guest_records(layout: Layout) -> bytes:
     for guest in layout.guests:
         out += GUEST.pack(vmcs=guest.vmcs or 0, init_table=guest.vmcs_init or 0,
                           init_count=layout.guest_entries, vmcb=guest.vmcb or 0, state=GUEST_RUNNABLE,
-                          name=guest.name.encode(), uart_regs=uart_reset)
+                          name=guest.name.encode(), uart_regs=uart_reset,
+                          xsave_area=guest.xsave_area, **vcpu.reset_values())
     return bytes(out)
 
 

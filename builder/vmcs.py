@@ -49,6 +49,8 @@ class CapsStyle(enum.IntEnum):
     NONE = 0        # no constraint
     CONTROL = 1     # low dword: bits that must be 1, high dword: bits that may be 1
     FIXED = 2       # MSR: bits fixed to 1 (less `relax`), MSR+1: bits that may be 1
+    TRUE_CONTROL = 3  # as CONTROL, from the TRUE_* MSR where IA32_VMX_BASIC[55] says it
+                      # exists, else from the older MSR TRUE_CONTROL_DISTANCE below it
 
 
 @dataclass(frozen=True)
@@ -60,23 +62,32 @@ class CapsSource:
 
 CAPS_SOURCES = {
     Adjust.NONE: CapsSource(CapsStyle.NONE),
-    Adjust.PIN_BASED: CapsSource(CapsStyle.CONTROL, hw.IA32_VMX_TRUE_PINBASED_CTLS),
-    Adjust.PROC_BASED: CapsSource(CapsStyle.CONTROL, hw.IA32_VMX_TRUE_PROCBASED_CTLS),
+    Adjust.PIN_BASED: CapsSource(CapsStyle.TRUE_CONTROL, hw.IA32_VMX_TRUE_PINBASED_CTLS),
+    Adjust.PROC_BASED: CapsSource(CapsStyle.TRUE_CONTROL, hw.IA32_VMX_TRUE_PROCBASED_CTLS),
     Adjust.PROC_BASED2: CapsSource(CapsStyle.CONTROL, hw.IA32_VMX_PROCBASED_CTLS2),
-    Adjust.EXIT: CapsSource(CapsStyle.CONTROL, hw.IA32_VMX_TRUE_EXIT_CTLS),
-    Adjust.ENTRY: CapsSource(CapsStyle.CONTROL, hw.IA32_VMX_TRUE_ENTRY_CTLS),
+    Adjust.EXIT: CapsSource(CapsStyle.TRUE_CONTROL, hw.IA32_VMX_TRUE_EXIT_CTLS),
+    Adjust.ENTRY: CapsSource(CapsStyle.TRUE_CONTROL, hw.IA32_VMX_TRUE_ENTRY_CTLS),
     # Unrestricted guest lifts the PE and PG requirements (SDM Vol. 3C 26.3.1.1).
     Adjust.CR0: CapsSource(CapsStyle.FIXED, hw.IA32_VMX_CR0_FIXED0, hw.CR0_PE | hw.CR0_PG),
     Adjust.CR4: CapsSource(CapsStyle.FIXED, hw.IA32_VMX_CR4_FIXED0),
 }
 
 PIN_BASED_CONTROLS = hw.PIN_EXTERNAL_INTERRUPT_EXITING | hw.PIN_ACTIVATE_PREEMPTION_TIMER
-PROC_BASED_CONTROLS = (hw.PROC_HLT_EXITING | hw.PROC_USE_IO_BITMAPS | hw.PROC_USE_MSR_BITMAPS
+# MWAIT, MONITOR and RDPMC exit so that the guest gets their #UD or #GP
+# (builder/cpuid.py hides them); CR8 accesses exit so that the guest's TPR
+# never reaches the real APIC (builder/vcpu.py).
+PROC_BASED_CONTROLS = (hw.PROC_HLT_EXITING | hw.PROC_MWAIT_EXITING | hw.PROC_RDPMC_EXITING
+                       | hw.PROC_CR8_LOAD_EXITING | hw.PROC_CR8_STORE_EXITING
+                       | hw.PROC_USE_IO_BITMAPS | hw.PROC_USE_MSR_BITMAPS | hw.PROC_MONITOR_EXITING
                        | hw.PROC_ACTIVATE_SECONDARY_CONTROLS)
-PROC_BASED2_CONTROLS = hw.PROC2_ENABLE_EPT | hw.PROC2_ENABLE_VPID | hw.PROC2_UNRESTRICTED_GUEST
-EXIT_CONTROLS = (hw.EXIT_HOST_ADDRESS_SPACE_SIZE | hw.EXIT_ACK_INTERRUPT_ON_EXIT
-                 | hw.EXIT_SAVE_IA32_EFER | hw.EXIT_LOAD_IA32_EFER
-                 | hw.EXIT_SAVE_PREEMPTION_TIMER)
+PROC_BASED2_CONTROLS = (hw.PROC2_ENABLE_EPT | hw.PROC2_ENABLE_RDTSCP | hw.PROC2_ENABLE_VPID
+                        | hw.PROC2_UNRESTRICTED_GUEST)
+# The preemption timer is written at every VM entry from the slice's TSC
+# deadline (hv/vmx/entry.s.j2), so its value need not be saved.
+# DR7 and IA32_DEBUGCTL are the guest's own: saved at exit, loaded at entry.
+EXIT_CONTROLS = (hw.EXIT_SAVE_DEBUG_CONTROLS | hw.EXIT_HOST_ADDRESS_SPACE_SIZE | hw.EXIT_ACK_INTERRUPT_ON_EXIT
+                 | hw.EXIT_SAVE_IA32_PAT | hw.EXIT_LOAD_IA32_PAT
+                 | hw.EXIT_SAVE_IA32_EFER | hw.EXIT_LOAD_IA32_EFER)
 HOST_EFER = hw.EFER_LME | hw.EFER_LMA | hw.EFER_NXE
 HOST_CR0 = hw.CR0_PE | hw.CR0_ET | hw.CR0_NE | hw.CR0_WP | hw.CR0_PG
 # Bits the hypervisor owns in the guest's CR0/CR4: a guest write that changes
@@ -115,6 +126,8 @@ def common_entries(layout: Layout, labels: dict[str, int]) -> list[Entry]:
         (V.HOST_GDTR_BASE, plain, layout.rwdata["gdt"]),
         (V.HOST_IDTR_BASE, plain, layout.rodata["idt"]),
         (V.HOST_IA32_EFER, plain, HOST_EFER),
+        (V.HOST_IA32_PAT, plain, hw.PAT_POWER_ON),
+        (V.GUEST_IA32_PAT, plain, hw.PAT_POWER_ON),
         (V.HOST_RIP, plain, labels.get("vmx_exit_entry", 0)),
         (V.GUEST_DR7, plain, hw.DR7_RESET),
         (V.GUEST_ACTIVITY_STATE, plain, hw.GUEST_ACTIVITY_ACTIVE),
@@ -129,7 +142,7 @@ def guest_entries(guest: GuestLayout, image: GuestImage) -> list[Entry]:
     """A guest's start state (builder/start_state.py) as VMCS fields."""
     plain = Adjust.NONE
     state = start_state(guest, image)
-    entry_controls = hw.ENTRY_LOAD_IA32_EFER
+    entry_controls = hw.ENTRY_LOAD_DEBUG_CONTROLS | hw.ENTRY_LOAD_IA32_EFER | hw.ENTRY_LOAD_IA32_PAT
     if state.mode is StartMode.LONG:
         entry_controls |= hw.ENTRY_IA32E_MODE_GUEST
     entries: list[Entry] = [

@@ -1,6 +1,5 @@
-# A protected-mode guest that does something the hypervisor does not
-# handle, chosen at build time with --defsym INVD=1 or --defsym TRIPLE_FAULT=1:
-#   INVD          INVD always exits (SDM Vol. 3C 26.1.2), unhandled here
+# A protected-mode guest that does something that ends it, chosen at build
+# time with --defsym TRIPLE_FAULT=1:
 #   TRIPLE_FAULT  an IDT of limit 0: the breakpoint faults, the #GP too
     .intel_syntax noprefix
     .include "guest.inc"
@@ -10,9 +9,6 @@
 _start:
     lea esi, [message]
     print_string
-.ifdef INVD
-    invd
-.endif
 .ifdef TRIPLE_FAULT
     lidt [empty_idt]
     int3

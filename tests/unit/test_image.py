@@ -243,7 +243,9 @@ def test_capstone_reads_back_what_the_templates_say(three):
                                                      "r8", "rdi", "rsi", "rbp", "rbx", "rdx", "rcx", "rax")]
     assert exit_entry[15:17] == ["mov rbx, rsp", f"mov rsp, {result.layout.stack_top:#x}"]
     assert "mov ecx, 0x3c" in disassemble(result, "console_put_hex", 12)
-    resume = disassemble(result, "vmx_resume_guest", 21)
+    resume = disassemble(result, "vmx_resume_guest", 35)
+    assert resume[:3] == ["rdtsc", "shl rdx, 0x20", "or rdx, rax"]      # the slice's deadline first
+    assert resume[5] == "jbe " + hex(result.labels["sched_next"])
     assert resume[-3:] == ["jne " + hex(result.labels["vmx_launch"]), "vmresume",
                            "jmp " + hex(result.labels["vmx_entry_failed"])]
     boot = disassemble(result, "boot_enter_long_mode", 16, CS_MODE_32)
@@ -304,13 +306,8 @@ def test_an_elf_guests_segments_land_at_their_guest_physical_addresses(tmp_path)
 
 def test_templates_receive_the_hardware_constants_from_hw_py(tmp_path):
     """The .set lines the templates see are hw.py's values, by hw.py's names."""
-    from builder.build import HV_TEMPLATE, asm_constants
-    from builder.render import render
     result = build.build(config.load())
-    source = render(HV_TEMPLATE, asm_constants(result.config, result.layout), layout=result.layout,
-                    backends=result.layout.backends, exception_names=hw.EXCEPTION_NAMES,
-                    exceptions_with_error_code=hw.EXCEPTIONS_WITH_ERROR_CODE,
-                    test_hooks=frozenset(), config=result.config)
+    source = build.render_hypervisor(result.config, result.layout, frozenset())
     values = {name: int(value, 16) for name, value in
               re.findall(r"^\.set (\w+), (-?0x[0-9a-f]+)$", source, re.MULTILINE)}
     assert values["VMCS_GUEST_RIP"] == 0x681E

@@ -1,0 +1,120 @@
+"""What CPUID tells a guest: the real CPU's answer, less every feature the
+hypervisor does not virtualise.
+
+A feature is hidden when its state is not switched between guests (an
+MSR that is not emulated, a performance counter, a supervisor XSAVE
+component), when its instructions are refused (MONITOR/MWAIT, RDPMC,
+VMX/SVM), or when the device behind it does not exist for guests (the
+local APIC: every access to its page is outside the guest's memory).  The
+rules are built into the image as a table sorted by leaf; the core's CPUID
+handler (hv/core/exit_policy.s.j2) ANDs each register with the masks of
+the matching entries.  The bits that follow the guest's own state
+(OSXSAVE, OSPKE, the XSAVE components) and the hypervisor leaves are set
+by the handler itself.
+
+Bit numbers from the SDM Vol. 2A CPUID tables and AMD APM Vol. 3
+appendix E.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from builder import hw, vcpu
+from builder.hw import bit
+
+ANY_SUBLEAF = 0xFFFFFFFF
+REGISTERS = ("eax", "ebx", "ecx", "edx")
+ALL = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Hide:
+    """Clear `bits` of `register` in CPUID leaf `leaf` (subleaf `subleaf`)."""
+
+    leaf: int
+    register: str
+    bits: int
+    why: str
+    subleaf: int = ANY_SUBLEAF
+
+
+def _bits(*numbers: int) -> int:
+    mask = 0
+    for number in numbers:
+        mask |= bit(number)
+    return mask
+
+
+HIDDEN = (
+    # Leaf 1
+    Hide(0x1, "ecx", _bits(2, 4, 7, 8, 11, 15),
+         "DTES64, DS-CPL, EST, TM2, SDBG, PDCM: debug-store, thermal and PMU MSRs not emulated"),
+    Hide(0x1, "ecx", _bits(3), "MONITOR/MWAIT: #UD (they would let a guest idle the real CPU)"),
+    Hide(0x1, "ecx", _bits(hw.CPUID_1_ECX_VMX_BIT, 6), "VMX, SMX: #UD"),
+    Hide(0x1, "ecx", _bits(21, 24), "x2APIC, TSC-deadline: no local APIC for guests"),
+    Hide(0x1, "ecx", _bits(hw.CPUID_1_ECX_OSXSAVE_BIT), "OSXSAVE: set from the guest's own CR4"),
+    Hide(0x1, "edx", _bits(9), "APIC: no local APIC for guests"),
+    Hide(0x1, "edx", _bits(7, 12, 14), "MCE, MTRR, MCA: machine-check and MTRR MSRs not emulated"),
+    Hide(0x1, "edx", _bits(21, 22, 29, 31), "DS, ACPI thermal, TM, PBE: MSRs not emulated"),
+    # Leaves 5, 6, 0xA: MONITOR/MWAIT, power management, performance monitoring
+    *(Hide(0x5, register, ALL, "MONITOR/MWAIT leaf") for register in REGISTERS),
+    *(Hide(0x6, register, ALL, "thermal and power-management MSRs not emulated") for register in REGISTERS),
+    # Leaf 7, subleaf 0
+    Hide(0x7, "ebx", _bits(1), "IA32_TSC_ADJUST not emulated", 0),
+    Hide(0x7, "ebx", _bits(2), "SGX", 0),
+    Hide(0x7, "ebx", _bits(10), "INVPCID: not enabled under VMX", 0),
+    Hide(0x7, "ebx", _bits(12, 15), "RDT monitoring and allocation MSRs not emulated", 0),
+    Hide(0x7, "ebx", _bits(14), "MPX: IA32_BNDCFGS not emulated", 0),
+    Hide(0x7, "ebx", _bits(25), "Intel PT MSRs not emulated", 0),
+    Hide(0x7, "ecx", _bits(hw.CPUID_7_ECX_OSPKE_BIT), "OSPKE: set from the guest's own CR4", 0),
+    Hide(0x7, "ecx", _bits(5), "WAITPKG: UMWAIT/TPAUSE would idle the real CPU", 0),
+    Hide(0x7, "ecx", _bits(7), "CET shadow stacks: supervisor XSAVE state not switched", 0),
+    Hide(0x7, "ecx", _bits(30, 31), "SGX launch control, protection keys for supervisor pages", 0),
+    Hide(0x7, "edx", _bits(18, 20), "PCONFIG, CET indirect branch tracking", 0),
+    Hide(0x7, "edx", _bits(26, 27, 28, 29, 30, 31),
+         "IA32_SPEC_CTRL, PRED_CMD, FLUSH_CMD, ARCH_CAPABILITIES, CORE_CAPABILITIES: not emulated", 0),
+    *(Hide(0x7, register, ALL, "subleaf 2: speculation-control MSRs not emulated", 2)
+      for register in REGISTERS),
+    *(Hide(0xA, register, ALL, "no performance counters: RDPMC raises #GP") for register in REGISTERS),
+    # Leaf 0xD: XSAVE
+    Hide(0xD, "eax", ALL & ~vcpu.GUEST_XFEATURES, "XCR0 components guests may not enable", 0),
+    Hide(0xD, "edx", ALL, "no XCR0 component above bit 31", 0),
+    Hide(0xD, "eax", _bits(3, 4), "XSAVES/XRSTORS and XFD: IA32_XSS and XFD MSRs not emulated", 1),
+    Hide(0xD, "ecx", ALL, "no supervisor state components (IA32_XSS)", 1),
+    Hide(0xD, "edx", ALL, "no supervisor state components (IA32_XSS)", 1),
+    # Leaves 0x10, 0x12, 0x14: RDT allocation, SGX, processor trace
+    *(Hide(leaf, register, ALL, "RDT, SGX and processor trace are not virtualised")
+      for leaf in (0x10, 0x12, 0x14) for register in REGISTERS),
+    # AMD extended leaves
+    Hide(0x80000001, "ecx", _bits(hw.CPUID_80000001_ECX_SVM_BIT), "SVM: #UD"),
+    Hide(0x80000001, "ecx", _bits(10, 12, 13, 15, 17, 19, 23, 24, 28, 29),
+         "IBS, SKINIT, WDT, LWP, TCE, NodeId, performance counters, MONITORX: not virtualised"),
+    Hide(0x80000008, "ebx", _bits(12, 14, 15, 23, 24, 25),
+         "IBPB, IBRS, STIBP, PPIN, SSBD, VIRT_SSBD: MSRs not emulated"),
+    *(Hide(0x8000000A, register, ALL, "SVM features: guests see no SVM") for register in REGISTERS),
+    *(Hide(0x8000001F, register, ALL, "memory encryption (SEV) is not virtualised") for register in REGISTERS),
+)
+
+ENTRY_FORMAT = "<IIIIII"            # leaf, subleaf, then an AND mask per register
+ENTRY_SIZE = struct.calcsize(ENTRY_FORMAT)
+ENTRY_OFFSETS = {"leaf": 0, "subleaf": 4, **{reg: 8 + 4 * i for i, reg in enumerate(REGISTERS)}}
+
+
+def entries() -> list[tuple[int, int, dict[str, int]]]:
+    """The rules merged into one (leaf, subleaf, keep masks) entry each,
+    sorted by leaf (the handler stops at the first leaf above the guest's)."""
+    merged: dict[tuple[int, int], dict[str, int]] = {}
+    for rule in HIDDEN:
+        masks = merged.setdefault((rule.leaf, rule.subleaf), dict.fromkeys(REGISTERS, ALL))
+        masks[rule.register] &= ~rule.bits & ALL
+    return [(leaf, subleaf, masks) for (leaf, subleaf), masks in sorted(merged.items())]
+
+
+TABLE_COUNT = len(entries())
+
+
+def table() -> bytes:
+    return b"".join(struct.pack(ENTRY_FORMAT, leaf, subleaf, *(masks[reg] for reg in REGISTERS))
+                    for leaf, subleaf, masks in entries())

@@ -1,0 +1,306 @@
+# A long-mode guest that tries privileged instructions and control-register
+# writes a real CPU either runs or faults, and prints what happened to each:
+# "<probe>: ok" or "<probe>: vector N", and for some the value read back.
+# Its own IDT catches every exception and resumes after the probe.
+# --defsym NO_REFUSED_CR_WRITES=1 leaves out the CR0/CR4 values a CPU refuses.
+    .intel_syntax noprefix
+    .include "guest.inc"
+    .code64
+    .text
+    .globl _start
+
+.set CR0_NE, 0x20
+.set CR0_NW, 0x20000000
+.set CR4_OSFXSR_OSXMMEXCPT, 0x600
+.set CR4_OSXSAVE, 0x40000
+.set CR4_VMXE, 0x2000
+.set IA32_PAT, 0x277
+.set IA32_LSTAR, 0xC0000082
+.set IA32_TSC_AUX, 0xC0000103
+.set STUB_SIZE, 16                        # bytes per exception stub (set before its first use)
+
+# try ... tried NAME: run the instructions between them with the exception
+# catcher armed, then print NAME and the outcome.
+.macro try
+    lea rax, [rip + 9f]
+    mov [rip + resume], rax
+    mov [rip + saved_rsp], rsp
+    mov qword ptr [rip + vector], -1
+.endm
+.macro tried name:req
+9:  lea rsi, [rip + 8f]
+    call report
+    .section .rodata
+8:  .asciz "\name"
+    .text
+.endm
+
+_start:
+    lea rsp, [rip + stack_top]
+    call idt_install
+    mov rax, cr4
+    or eax, CR4_OSFXSR_OSXMMEXCPT | CR4_OSXSAVE
+    mov cr4, rax
+
+    try
+    invd
+    tried invd
+    try
+    wbinvd
+    tried wbinvd
+    try
+    xor ecx, ecx
+    xor edx, edx
+    mov eax, 2
+    xsetbv
+    tried xsetbv-no-x87
+    try
+    mov ecx, 1
+    xor edx, edx
+    mov eax, 1
+    xsetbv
+    tried xsetbv-xcr1
+    try
+    xor ecx, ecx
+    xor edx, edx
+    mov eax, 5
+    xsetbv
+    tried xsetbv-avx-without-sse
+    try
+    xor ecx, ecx
+    mov edx, 0x40000000
+    mov eax, 3
+    xsetbv
+    tried xsetbv-unknown-component
+    try
+    xor ecx, ecx
+    xor edx, edx
+    mov eax, 3
+    xsetbv
+    tried xsetbv-x87-sse
+    xor ecx, ecx
+    xgetbv
+    lea rsi, [rip + text_xcr0]
+    call print_value
+.ifndef NO_REFUSED_CR_WRITES
+# Control-register values the CPU refuses: QEMU's software SVM makes them
+# fail the next VMRUN instead of raising #GP (tests/harness.py EMULATOR_GAPS).
+    try
+    mov rax, cr4
+    or eax, CR4_VMXE
+refused_cr4:
+    mov cr4, rax
+    tried cr4-vmxe
+    try
+    mov rax, cr0
+    and eax, ~CR0_NE
+    or eax, CR0_NW
+    mov cr0, rax
+    tried cr0-nw-without-cd
+    try
+    mov rax, cr0
+    bts rax, 40
+    mov cr0, rax
+    tried cr0-high-bits
+.endif
+    try
+    mov rax, cr0
+    and eax, ~CR0_NE
+    mov cr0, rax
+    tried cr0-clear-ne
+    mov rax, cr0
+    and eax, CR0_NE
+    lea rsi, [rip + text_cr0_ne]
+    call print_value
+    try
+    mov rax, cr0
+    or eax, CR0_NE
+    mov cr0, rax
+    tried cr0-set-ne
+    try
+    mov eax, 0x10
+    mov cr8, rax
+    tried cr8-reserved
+    try
+    mov eax, 5
+    mov cr8, rax
+    tried cr8-write
+    mov rax, cr8
+    lea rsi, [rip + text_cr8]
+    call print_value
+    try
+    lea rax, [rip + vector]
+    xor ecx, ecx
+    xor edx, edx
+    monitor
+    tried monitor
+    try
+    xor eax, eax
+    xor ecx, ecx
+    mwait
+    tried mwait
+    try
+    xor ecx, ecx
+    rdpmc
+    tried rdpmc
+    try
+    rdtscp
+    tried rdtscp
+    try
+    mov ecx, IA32_PAT
+    xor edx, edx
+    mov eax, 2
+    wrmsr
+    tried pat-reserved-type
+    try
+    mov ecx, IA32_LSTAR
+    mov edx, 0x00008000
+    xor eax, eax
+    wrmsr
+    tried lstar-non-canonical
+    try
+    mov ecx, IA32_TSC_AUX
+    mov edx, 1
+    xor eax, eax
+    wrmsr
+    tried tsc-aux-high-bits
+    mov ecx, IA32_PAT
+    rdmsr
+    shl rdx, 32
+    or rax, rdx
+    lea rsi, [rip + text_pat]
+    call print_value
+    mov eax, 1
+    cpuid
+    mov eax, ecx
+    lea rsi, [rip + text_cpuid1_ecx]
+    call print_value
+    mov eax, 1
+    cpuid
+    mov eax, edx
+    lea rsi, [rip + text_cpuid1_edx]
+    call print_value
+    mov eax, 0xA
+    cpuid
+    lea rsi, [rip + text_cpuid_a]
+    call print_value
+
+    xor ebx, ebx
+    exit_with_ebx
+    hlt
+
+# report: print "<RSI>: ok" or "<RSI>: vector N".  Clobbers: RAX, RDX, RSI.
+report:
+    print_string
+    cmp qword ptr [rip + vector], -1
+    jne report_fault
+    lea rsi, [rip + text_ok]
+    print_string
+    ret
+report_fault:
+    lea rsi, [rip + text_vector]
+    print_string
+    mov rax, [rip + vector]
+    call print_hex
+    mov al, 10
+    putc_al
+    ret
+
+# print_value: print "<RSI> 0x<RAX>".  Clobbers: RAX, RCX, RDX, RSI.
+print_value:
+    push rax
+    print_string
+    pop rax
+    call print_hex
+    mov al, 10
+    putc_al
+    ret
+
+# print_hex: RAX as 0x and 16 hex digits.  Clobbers: RAX, RCX, RDX.
+print_hex:
+    push rbx
+    mov rbx, rax
+    mov al, '0'
+    putc_al
+    mov al, 'x'
+    putc_al
+    mov ecx, 16
+print_hex_digit:
+    rol rbx, 4
+    mov eax, ebx
+    and eax, 0xF
+    cmp eax, 10
+    jb print_hex_decimal
+    add eax, 'a' - '0' - 10
+print_hex_decimal:
+    add eax, '0'
+    push rcx
+    putc_al
+    pop rcx
+    dec ecx
+    jnz print_hex_digit
+    pop rbx
+    ret
+
+# idt_install: 32 interrupt gates, each to a stub that records its vector
+# and resumes after the probe.
+idt_install:
+    lea rdi, [rip + idt]
+    lea rsi, [rip + stubs]
+    mov ecx, 32
+idt_install_gate:
+    mov rax, rsi
+    mov word ptr [rdi], ax
+    mov word ptr [rdi + 2], 0x18              # the start-up GDT's 64-bit code segment
+    mov word ptr [rdi + 4], 0x8E00            # present, DPL 0, 64-bit interrupt gate
+    shr rax, 16
+    mov word ptr [rdi + 6], ax
+    shr rax, 16
+    mov dword ptr [rdi + 8], eax
+    mov dword ptr [rdi + 12], 0
+    add rdi, 16
+    add rsi, STUB_SIZE
+    dec ecx
+    jnz idt_install_gate
+    lidt [rip + idt_pointer]
+    ret
+
+    .balign STUB_SIZE
+stubs:
+.set vec, 0
+.rept 32
+    .balign STUB_SIZE
+    .byte 0xB8                                # mov eax, imm32: the vector
+    .long vec
+    jmp caught
+.set vec, vec + 1
+.endr
+    .balign STUB_SIZE
+caught:
+    mov [rip + vector], rax
+    mov rsp, [rip + saved_rsp]
+    jmp qword ptr [rip + resume]
+
+    .section .rodata
+text_ok:            .asciz ": ok\n"
+text_vector:        .asciz ": vector "
+text_xcr0:          .asciz "xcr0 after xsetbv "
+text_cr0_ne:        .asciz "cr0.ne after clearing it "
+text_cr8:           .asciz "cr8 "
+text_pat:           .asciz "pat "
+text_cpuid1_ecx:    .asciz "cpuid 1 ecx "
+text_cpuid1_edx:    .asciz "cpuid 1 edx "
+text_cpuid_a:       .asciz "cpuid 0xa eax "
+idt_pointer:
+    .word 32 * 16 - 1
+    .quad idt
+
+    .data
+    .balign 16
+idt:        .fill 32 * 16, 1, 0
+resume:     .quad 0
+saved_rsp:  .quad 0
+vector:     .quad 0
+    .balign 16
+stack:      .fill 4096, 1, 0
+stack_top:
