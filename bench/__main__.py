@@ -30,6 +30,7 @@ BOOT_REPEATS = 3            # boots of the two-guest config; the median wall tim
 MAIN_GUESTS = 2
 BACKENDS = ("vmx", "svm")   # each measured on runs.BACKEND_TARGETS[backend]
 TIMED_BACKEND = "vmx"       # whose scaling builds are timed: hvbuild's times are reported once
+FAIR_FRACTION = 0.9         # beside an exit storm, a victim keeps at least this much of 1/N
 METHOD = ("Bochs' TSC counts instructions, the same counter in guests and hypervisor: counted "
           "figures come from guest RDTSC loops and the hypervisor's summary; timed figures are "
           f"medians of {BUILD_REPEATS} builds or {BOOT_REPEATS} boots (docs/BENCHMARKS.md)")
@@ -40,6 +41,9 @@ SWITCH_METHODS = {
     "svm": "world switch: a slice is a PIT period, which the hypervisor's time uses up too; mean "
            "over the guests of (run + away) / (K N) - run / K - loop, with a bound on its error",
 }
+STORM_METHOD = ("exit storm: N - 1 compute victims and a guest that runs CPUID in a loop; a victim's "
+                "share is the ticks of its own loops over K whole rounds of the scheduler, "
+                f"reported for the least victim against {FAIR_FRACTION:g} / N")
 
 
 def progress(message: str) -> None:
@@ -122,6 +126,34 @@ def measure_kernel(work: Path, backend: str, bare_elf: Path) -> tuple[int, int]:
     return guest[0], alone[0]
 
 
+def measure_storm(work: Path, backend: str, guests: int) -> figures.StormShare:
+    """The victims' shares beside an exit storm: guests - 1 victims and the
+    storm, booted once (runs are deterministic) on the backend's target."""
+    directory = work / backend / f"storm{guests}"
+    directory.mkdir(parents=True)
+    toml = directory / "hv.toml"
+    toml.write_text(configs.storm(guests, backend))
+    target = runs.BACKEND_TARGETS[backend]
+    progress(f"{backend}: exit storm beside {guests - 1} victims on {target.name}")
+    runs.hvbuild(toml, directory / "out")
+    lines = runs.boot(directory / "out" / "hv.elf", target).lines
+    ran = figures.backend(lines)
+    if ran != backend:
+        raise BenchError(f"an image built for {backend} ran the {ran} backend on {target.name}")
+    return figures.storm_shares(figures.records(lines))
+
+
+def storm_figures(storms: list[figures.StormShare]) -> list[Figure]:
+    """Per number of guests, the least share of a victim beside the storm,
+    against FAIR_FRACTION of a fair share (1/N)."""
+    return [Figure(f"storm_victim_share_{storm.guests}",
+                   f"victim's share beside an exit storm ({storm.guests} guests)",
+                   round(100 * storm.worst, 4), "%", False,
+                   Target(">=", round(100 * FAIR_FRACTION / storm.guests, 4)),
+                   round(100 * storm.errors[storm.victim], 4))
+            for storm in storms]
+
+
 def size_figures(size: Sizes) -> list[Figure]:
     return [
         Figure("code_bytes", "hypervisor code", size.code, "bytes", False),
@@ -139,7 +171,8 @@ def size_figures(size: Sizes) -> list[Figure]:
 
 
 def backend_figures(backend: str, points: list[Scaled], rows: list[ScalingRow],
-                    kernel: tuple[int, int], size: Sizes) -> list[Figure]:
+                    kernel: tuple[int, int], storms: list[figures.StormShare],
+                    size: Sizes) -> list[Figure]:
     main = next(p for p in points if p.guests == MAIN_GUESTS)
     widest = points[-1]
     found = figures.records(main.lines)
@@ -165,6 +198,7 @@ def backend_figures(backend: str, points: list[Scaled], rows: list[ScalingRow],
                100 * rows[-1].fairness, "%", False, Target("<=", 3)),
         Figure("switch_overhead", f"CPU time in world switches ({widest.guests} guests)",
                round(100 * figures.switch_overhead(figures.records(widest.lines)), 4), "%", False),
+        *storm_figures(storms),
         Figure("cpuid_spread", f"CPUID cost spread, {points[0].guests}-{widest.guests} guests",
                max(r.cpuid for r in rows) - min(r.cpuid for r in rows), "hv instr", False,
                Target("<=", 1)),
@@ -213,7 +247,7 @@ def shared_figures(default_build: list[float], widest_build: ScalingRow, both: S
 def backend_section(backend: str, commit: str, measured: list[Figure], rows: list[ScalingRow]) -> Section:
     target = runs.BACKEND_TARGETS[backend]
     method = (f"{METHOD}; {EXIT_METHOD.format(ticks=figures.EXIT_TICKS[backend])}; "
-              f"{SWITCH_METHODS[backend]}")
+              f"{SWITCH_METHODS[backend]}; {STORM_METHOD}")
     context = {"commit": commit, "target": target.name, "bochs_cpu": target.cpu_model,
                "backend": backend, "time_slice": config.DEFAULT_TIME_SLICE, "method": method}
     title = (f"backend {backend}: target {target.name} (Bochs cpu {target.cpu_model}), "
@@ -225,6 +259,7 @@ def run() -> int:
     start = time.monotonic()
     points: dict[str, list[Scaled]] = {}
     kernels: dict[str, tuple[int, int]] = {}
+    storms: dict[str, list[figures.StormShare]] = {}
     with tempfile.TemporaryDirectory(prefix="hvbench-") as scratch:
         work = Path(scratch)
         progress(f"default config: hvbuild x{BUILD_REPEATS}")
@@ -234,12 +269,13 @@ def run() -> int:
         for backend in BACKENDS:
             points[backend] = [measure_scaling(work, backend, guests) for guests in configs.SCALING_GUESTS]
             kernels[backend] = measure_kernel(work, backend, bare_elf)
+            storms[backend] = [measure_storm(work, backend, guests) for guests in configs.STORM_GUESTS]
         qemu_boot = measure_qemu_boot(work)
     commit = report.git_commit()
     sections = []
     for backend in BACKENDS:
         rows = [scaling_row(point, backend) for point in points[backend]]
-        measured = backend_figures(backend, points[backend], rows, kernels[backend],
+        measured = backend_figures(backend, points[backend], rows, kernels[backend], storms[backend],
                                    sizes(build.build(configs.default(backend))))
         sections.append(backend_section(backend, commit, measured, rows))
     templates = sorted((PROJECT_ROOT / "hv").rglob("*.s.j2")) + sorted((PROJECT_ROOT / "boot").rglob("*.s.j2"))

@@ -12,6 +12,8 @@ from builder.hw import PAGE_SIZE
 
 PROBE = "probe"
 SCALING_GUESTS = (2, 4, 8, 16, 32)
+STORM = "storm"
+STORM_GUESTS = (2, 4, 8)    # the victims and the exit storm
 KERNEL_GUEST = "kernel"
 # The kernel guest's buffer, then its start-up GDT page, rounded up to MiB.
 KERNEL_GUEST_MEMORY = -(-(BENCH_KERNEL_BUFFER + BENCH_KERNEL_BYTES + PAGE_SIZE) // MIB) * MIB
@@ -34,6 +36,21 @@ def scaling(guests: int, backend: str) -> str:
     tables = [f'[[guest]]\nname = "{name}"\nmemory = {GUEST_MEMORY_MIN}\n'
               f'builtin = "{"bench_probe" if name == PROBE else "bench_peer"}"\n'
               for name in guest_names(guests)]
+    return hypervisor(backend) + "\n" + "\n".join(tables)
+
+
+def storm_names(guests: int) -> list[str]:
+    """The victims first, then the storm."""
+    return [f"victim{index:02}" for index in range(1, guests)] + [STORM]
+
+
+def storm(guests: int, backend: str) -> str:
+    """An exit storm (guests/bench_storm.s.j2) after guests - 1 compute
+    victims (guests/bench_victim.s.j2) at the default time slice, for
+    `backend` ("auto" too: neither guest needs an image for one backend)."""
+    tables = [f'[[guest]]\nname = "{name}"\nmemory = {GUEST_MEMORY_MIN}\n'
+              f'builtin = "{"bench_storm" if name == STORM else "bench_victim"}"\n'
+              for name in storm_names(guests)]
     return hypervisor(backend) + "\n" + "\n".join(tables)
 
 

@@ -5,8 +5,9 @@ Pure functions over console lines; no emulator.  The guests
 ``[guest] <record> <key> <value> <key> <value> ...``; values are decimal,
 ``0x`` hex, or a 64-bit TSC as ``0xHI:0xLO``.  In Bochs the TSC is the
 machine's instruction counter, read alike by guests and hypervisor, so
-every figure here is an exact count, but for the world switch under SVM,
-which comes with a bound on its error (docs/BENCHMARKS.md says why and how).
+every figure here is an exact count, but for the world switch under SVM
+and the victims' shares beside an exit storm, which come with a bound on
+their error (docs/BENCHMARKS.md says why and how).
 """
 
 from __future__ import annotations
@@ -22,8 +23,13 @@ from builder import guest_images
 # instructions, 64 ticks) and the preemption-timer switch; SVM, the no-op
 # VMMCALL (69 instructions, 70 ticks) and the leaf-0 CPUID (79, 80).
 EXIT_TICKS = {"vmx": 1, "svm": 1}
+# The longest path between two TSC reads of guests/bench_victim.s.j2's
+# window, counted by hand (the away path, a new longest gap included): an
+# away gap holds one such path of the victim's own instructions.
+VICTIM_LOOP_MAX = 12
 
-RECORD = re.compile(r"^(?:\[(?P<guest>[a-z][a-z0-9_-]*)\] )?(?P<kind>boot|slices|kernel|exit-[a-z]+)"
+RECORD = re.compile(r"^(?:\[(?P<guest>[a-z][a-z0-9_-]*)\] )?"
+                    r"(?P<kind>boot|slices|kernel|share|storm|exit-[a-z]+)"
                     r"(?P<fields>(?: [a-z-]+ [0-9a-fx:]+)+)$")
 SUMMARY = re.compile(r"^\[hv\] summary: (?P<guest>[a-z][a-z0-9_-]*) .*, (?P<exits>\d+) VM exits, "
                      r"first entry at cycle (?P<first>\d+)$")
@@ -219,6 +225,47 @@ def fairness_deviation(shares: dict[str, float]) -> float:
 def switch_overhead(found: list[Record]) -> float:
     """The fraction of the CPU that no guest had: the world switches."""
     return 1 - sum(cpu_shares(found).values())
+
+
+@dataclass(frozen=True)
+class StormShare:
+    """The victims' shares of the CPU beside an exit storm."""
+
+    guests: int                 # the victims and the storm
+    shares: dict[str, float]    # each victim's share over its window (run / (run + away))
+    errors: dict[str, float]    # bound on each share's distance to the true one
+    storm_cpuids: int           # CPUIDs the storm executed
+
+    @property
+    def victim(self) -> str:
+        """The victim with the least share."""
+        return min(self.shares, key=self.shares.__getitem__)
+
+    @property
+    def worst(self) -> float:
+        return self.shares[self.victim]
+
+
+def storm_shares(found: list[Record]) -> StormShare:
+    """Each victim's share of the CPU beside the storm, over K whole rounds
+    of the scheduler: the ticks of its own loops over those of its window.
+    The ticks its away gaps hold of its own instructions (one loop each) are
+    counted as away, so a share is low by at most K * VICTIM_LOOP_MAX over
+    the window: its error bound."""
+    storms = of_kind(found, "storm")
+    if len(storms) != 1:
+        raise BenchError(f"expected one storm record, found {len(storms)}: the storm did not finish")
+    victims = of_kind(found, "share")
+    if not victims:
+        raise BenchError("no victim printed its share record")
+    if len({r.fields["rounds"] for r in victims}) != 1:
+        raise BenchError("the victims' share records disagree on the rounds")
+    shares, errors = {}, {}
+    for record in victims:
+        window = record.fields["run"] + record.fields["away"]
+        shares[record.guest or ""] = record.fields["run"] / window
+        errors[record.guest or ""] = record.fields["rounds"] * VICTIM_LOOP_MAX / window
+    return StormShare(len(victims) + 1, shares, errors, storms[0].fields["cpuid"])
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from elftools.elf.elffile import ELFFile
 
 from builder import hw
 from builder.assemble import assemble
-from builder.config import BuiltinImage, ElfImage, FlatImage, GuestConfig, StartMode
+from builder.config import TIME_SLICE_MIN, BuiltinImage, ElfImage, FlatImage, GuestConfig, StartMode
 from builder.errors import BuildError
 from builder.layout import startup_layout
 from builder.render import render
@@ -52,6 +52,17 @@ BENCH_PROBE_TAIL_SLICES = 2         # slices spun after the window, so that ever
                                     #   sees only spinners
 # The peers spin through the probe's tail and its exit repeats (a slice each), and 2 more.
 BENCH_PEER_TAIL_SLICES = BENCH_PROBE_TAIL_SLICES + BENCH_EXIT_KINDS * BENCH_EXIT_REPEATS + 2
+# Compute victims beside an exit storm (guests/bench_victim.s.j2,
+# guests/bench_storm.s.j2): the victims measure whole rounds, identical in
+# Bochs, so a few are enough.  The storm takes a gap in its TSC reads above
+# half the shortest time slice for another guest's slice (a CPUID round trip
+# takes about 80 ticks) and storms through the victims' start-up slice,
+# their window and one more slice; the victims spin two slices past their
+# window, so that the storm still sees them in its last slice.
+BENCH_VICTIM_ROUNDS = 4
+BENCH_VICTIM_TAIL_SLICES = 2
+BENCH_STORM_GAP_THRESHOLD = TIME_SLICE_MIN // 2
+BENCH_STORM_SLICES = BENCH_VICTIM_ROUNDS + 2
 BENCH_KERNEL_BUFFER = 0x10000       # guest-physical; the kernel guest needs memory past its end
 BENCH_KERNEL_BYTES = 2 * 1024 * 1024
 BENCH_KERNEL_FILL_STEP = 0x9E3779B9  # the fill pattern: 2^32 / golden ratio per word
@@ -76,6 +87,10 @@ def bench_constants() -> dict[str, int]:
             "BENCH_GAP_THRESHOLD": BENCH_GAP_THRESHOLD, "BENCH_WINDOW_SLICES": BENCH_WINDOW_SLICES,
             "BENCH_PROBE_TAIL_SLICES": BENCH_PROBE_TAIL_SLICES,
             "BENCH_PEER_TAIL_SLICES": BENCH_PEER_TAIL_SLICES,
+            "BENCH_VICTIM_ROUNDS": BENCH_VICTIM_ROUNDS,
+            "BENCH_VICTIM_TAIL_SLICES": BENCH_VICTIM_TAIL_SLICES,
+            "BENCH_STORM_GAP_THRESHOLD": BENCH_STORM_GAP_THRESHOLD,
+            "BENCH_STORM_SLICES": BENCH_STORM_SLICES,
             **bench_kernel_constants(BENCH_KERNEL_BUFFER)}
 
 

@@ -9,6 +9,7 @@ import struct
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from bench import __main__ as bench_main
 from bench import bare, configs, figures, report
 from bench.figures import BenchError
 from bench.sizes import sizes, source_lines
@@ -56,6 +57,36 @@ TWO_GUEST_SVM_RUN = """\
 [hv] summary: probe exited with code 0, 22025 VM exits, first entry at cycle 101547
 [hv] summary: peer01 exited with code 0, 357 VM exits, first entry at cycle 283893
 [hv] powering off
+""".splitlines()
+
+
+# What Bochs printed for a victim beside a CPUID storm under VMX, before
+# slices counted the hypervisor's time (boot records trimmed) ...
+STORM_VMX_RUN = """\
+[hv] hvbuild hypervisor: backend vmx, 2 guests, time slice 200,000 cycles
+[victim01] up
+[storm] up
+[storm] storm cpuid 133202 slices 6
+[storm] done
+[hv] storm exited with code 0
+[victim01] share rounds 4 run 799963 away 7289344 away-max 1822336
+[victim01] done
+[hv] victim01 exited with code 0
+[hv] all guests have stopped
+[hv] summary: victim01 exited with code 0, 257 VM exits, first entry at cycle 27905
+[hv] summary: storm exited with code 0, 133402 VM exits, first entry at cycle 266487
+[hv] powering off
+""".splitlines()
+
+# ... and for three victims beside it under SVM, on Bochs' AMD model.
+STORM_SVM_RUN = """\
+[hv] hvbuild hypervisor: backend svm, 4 guests, time slice 200,000 cycles
+[storm] storm cpuid 13206 slices 6
+[hv] storm exited with code 0
+[victim01] share rounds 4 run 799371 away 2400040 away-max 600010
+[victim02] share rounds 4 run 799555 away 2399860 away-max 599965
+[victim03] share rounds 4 run 799531 away 2399876 away-max 599969
+[hv] summary: storm exited with code 0, 13404 VM exits, first entry at cycle 683808
 """.splitlines()
 
 
@@ -140,6 +171,55 @@ def test_fairness_compares_guests_not_the_hypervisors_share():
     # shares of the CPU 0.49982 and 0.56230: of the guests' time, 0.941 and 1.059 of 1/2
     assert figures.fairness_deviation(figures.fairness(figures.records(unfair))) == pytest.approx(
         0.0588, abs=1e-4)
+
+
+def test_a_victims_share_is_its_own_ticks_over_its_window_of_whole_rounds():
+    storm = figures.storm_shares(figures.records(STORM_VMX_RUN))
+    assert storm.guests == 2
+    assert storm.storm_cpuids == 133202
+    assert storm.shares == {"victim01": 799963 / (799963 + 7289344)}     # 9.9 %: the VMX bug
+    # one loop of at most 12 ticks of its own in each of the 4 away gaps
+    assert storm.errors == {"victim01": 4 * figures.VICTIM_LOOP_MAX / (799963 + 7289344)}
+
+
+def test_the_least_victims_share_is_the_figure_against_nine_tenths_of_a_fair_one():
+    storm = figures.storm_shares(figures.records(STORM_SVM_RUN))
+    assert (storm.guests, storm.victim) == (4, "victim01")
+    assert storm.worst == pytest.approx(0.24985, abs=1e-5)
+    vmx, svm = bench_main.storm_figures([figures.storm_shares(figures.records(STORM_VMX_RUN)), storm])
+    assert (vmx.key, vmx.value, str(vmx.target), vmx.verdict) == ("storm_victim_share_2", 9.8891, ">= 45",
+                                                                  "MISSES")
+    assert (svm.key, svm.value, str(svm.target), svm.verdict) == ("storm_victim_share_4", 24.9849, ">= 22.5",
+                                                                  "meets")
+    assert svm.error == round(100 * 4 * figures.VICTIM_LOOP_MAX / (799371 + 2400040), 4)
+
+
+def test_a_storm_that_did_not_finish_or_victims_that_disagree_are_errors():
+    with pytest.raises(BenchError, match="storm"):
+        figures.storm_shares(figures.records([line for line in STORM_VMX_RUN if "storm cpuid" not in line]))
+    with pytest.raises(BenchError, match="share record"):
+        figures.storm_shares(figures.records([line for line in STORM_VMX_RUN if "share rounds" not in line]))
+    lines = [line.replace("[victim02] share rounds 4", "[victim02] share rounds 3") for line in STORM_SVM_RUN]
+    with pytest.raises(BenchError, match="rounds"):
+        figures.storm_shares(figures.records(lines))
+
+
+def test_the_storm_configs_build_for_one_backend_or_both(tmp_path):
+    (tmp_path / "svm.toml").write_text(configs.storm(4, "svm"))
+    (tmp_path / "auto.toml").write_text(configs.storm(2, "auto"))
+    four = build.build(config.load(tmp_path / "svm.toml"))
+    two = build.build(config.load(tmp_path / "auto.toml"))
+    assert [g.name for g in four.layout.guests] == ["victim01", "victim02", "victim03", "storm"]
+    assert four.layout.backends == ("svm",)
+    assert two.config.hypervisor.time_slice == config.DEFAULT_TIME_SLICE
+    assert [g.image.program for g in two.config.guests] == ["bench_victim", "bench_storm"]
+
+
+def test_the_storm_loops_on_cpuid_leaf_0_whose_round_trip_the_probe_measures():
+    storm = config.GuestConfig("storm", config.GUEST_MEMORY_MIN, config.BuiltinImage("bench_storm", 0), None)
+    code = guest_images.load(storm, "storm", "auto").segments[0].data
+    # xor eax, eax; cpuid; inc edi (the count); rdtsc
+    assert code.count(b"\x31\xc0\x0f\xa2\x47\x0f\x31") == 1
 
 
 def test_boot_cost_puts_the_guests_clock_on_the_hypervisors():
