@@ -128,6 +128,9 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         **{f"CPUID_ENTRY_{name.upper()}": offset for name, offset in cpuid.ENTRY_OFFSETS.items()},
         GUEST_XFEATURES=vcpu.GUEST_XFEATURES,
         VCPU_XSAVE_AREA_SIZE=vcpu.XSAVE_AREA_SIZE,
+        VCPU_XSAVE_AREA_QWORDS=vcpu.XSAVE_AREA_SIZE // 8,
+        GUEST_QWORDS=GUEST.size // 8,
+        SVM_VMCB_QWORDS=hw.PAGE_SIZE // 8,
         MSR_TABLE_ENTRY_SIZE=msrs.ENTRY_SIZE,
         **{f"MSR_ENTRY_{name.upper()}": offset for name, offset in msrs.ENTRY_OFFSETS.items()},
         SELECTOR_CODE64=vmcs.SELECTOR_CODE64, SELECTOR_DATA=vmcs.SELECTOR_DATA,
@@ -180,7 +183,7 @@ def build(config: Config, *, test_hooks: frozenset[str] = frozenset()) -> BuildR
 
     memory = _Memory()
     memory.place(layout.text, text)
-    _place_static_data(memory, layout, labels, images)
+    _place_static_data(memory, config, layout, labels, images)
     segments = _segments(memory, layout, len(text))
     image = elf.write_elf(segments, labels["boot_entry"], (layout.text, len(assembly.code)), labels)
     isolation.check(image, layout, config.source)     # refuse an image whose guests are not isolated
@@ -223,7 +226,7 @@ class _Memory:
                 for (low, high), bound in zip(runs, bounds)]
 
 
-def _place_static_data(memory: _Memory, layout: Layout, labels: dict[str, int],
+def _place_static_data(memory: _Memory, config: Config, layout: Layout, labels: dict[str, int],
                        images: tuple[GuestImage, ...]) -> None:
     ro, rw = layout.rodata, layout.rwdata
     for name, data in tables.exit_tables(layout, labels).items():
@@ -235,7 +238,13 @@ def _place_static_data(memory: _Memory, layout: Layout, labels: dict[str, int],
     memory.place(rw["gdt"], tables.gdt(layout))
     memory.place(rw["tss"], tables.tss(layout))
     memory.place(rw["hv"], tables.hv_record(layout))
-    memory.place(rw["guests"], tables.guest_records(layout))
+    for guest, guest_config in zip(layout.guests, config.guests):
+        record = tables.guest_record(layout, guest, guest_config.max_restarts)
+        memory.place(guest.record, record)
+        if guest.restart is not None:
+            memory.place(guest.restart.record, record)
+    if "xsave_reset" in ro:
+        memory.place(ro["xsave_reset"], vcpu.xsave_area_reset())
     # Every bit set: every port and every MSR access exits.
     if "vmx" in layout.backends:
         memory.place(ro["vmcs_common"], vmcs.pack(vmcs.common_entries(layout, labels)))
@@ -253,13 +262,17 @@ def _place_static_data(memory: _Memory, layout: Layout, labels: dict[str, int],
                 memory.place(address, table)
         if guest.npt is not None:
             memory.place(guest.vmcb, svm.vmcb(layout, guest, image))
+            if guest.restart is not None:
+                memory.place(guest.restart.vmcb, svm.vmcb(layout, guest, image))
             for address, table in paging.nested_tables(guest, guest.npt, paging.NPT_DIRECTORY,
                                                        paging.NPT_LEAF).items():
                 memory.place(address, table)
-        for segment in image.segments:
-            memory.place(guest.memory_base + segment.address, segment.data)
-        for gpa, data in tables.guest_startup(guest, image).items():
-            memory.place(guest.memory_base + gpa, data)
+        copies = [guest.memory_base] + ([guest.restart.image] if guest.restart else [])
+        for base in copies:
+            for segment in image.segments:
+                memory.place(base + segment.address, segment.data)
+            for gpa, data in tables.guest_startup(guest, image).items():
+                memory.place(base + gpa, data)
 
 
 def _hv_mappings(layout: Layout, text_size: int) -> list[tuple[int, int, int]]:
@@ -279,6 +292,11 @@ def _hv_mappings(layout: Layout, text_size: int) -> list[tuple[int, int, int]]:
     if "svm" in layout.backends:    # the time-slice NMI is routed by the I/O APIC
         uncached = present | writable | nx | hw.PTE_PCD | hw.PTE_PWT
         mappings.append((hw.IOAPIC_BASE, hw.IOAPIC_BASE + page, uncached))
+    for guest in layout.guests:     # a restart copies the pristine image over the guest's memory
+        if guest.restart is not None:
+            mappings.append((guest.memory_base, guest.memory_base + guest.memory_size,
+                             present | writable | nx))
+            mappings.append((guest.restart.image, guest.restart.image + guest.memory_size, present | nx))
     return mappings
 
 
@@ -303,6 +321,9 @@ def _segments(memory: _Memory, layout: Layout, text_size: int) -> list[elf.LoadS
     for guest in layout.guests:
         segments += memory.segments(guest.memory_base, guest.memory_base + guest.memory_size,
                                     r | w | x)
+    for guest in layout.guests:
+        if guest.restart is not None:
+            segments += memory.segments(guest.restart.image, guest.restart.image + guest.memory_size, r)
     return segments
 
 

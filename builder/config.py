@@ -27,6 +27,9 @@ MAX_GUESTS = 32
 TIME_SLICE_MIN = 10_000
 TIME_SLICE_MAX = 1 << 40
 DEFAULT_TIME_SLICE = 200_000
+FAULT_POLICIES = ("stop", "restart")    # what happens to a guest the hypervisor stops
+DEFAULT_MAX_RESTARTS = 10
+MAX_RESTARTS_LIMIT = 1_000_000
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,14}")
 
 BUILTIN_GUESTS = ("heartbeat", "scanner", "prober",
@@ -75,6 +78,12 @@ class GuestConfig:
     memory: int
     image: GuestImageSpec
     mode: StartMode | None      # None: taken from the image (ELF class, builtin)
+    on_fault: str = "stop"      # one of FAULT_POLICIES
+    max_restarts: int = 0       # restarts allowed with on_fault = "restart"
+
+    @property
+    def restartable(self) -> bool:
+        return self.on_fault == "restart"
 
 
 BACKENDS = ("vmx", "svm")       # Intel VT-x, AMD-V
@@ -160,7 +169,7 @@ def _parse_hypervisor(raw: dict[str, Any], where: str) -> HypervisorConfig:
 
 def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig:
     _check_keys(raw, {"name", "memory", "builtin", "elf", "flat", "load_address",
-                      "entry", "mode", "heartbeats"}, where)
+                      "entry", "mode", "heartbeats", "on_fault", "max_restarts"}, where)
     if "name" not in raw:
         raise BuildError(f"{where}.name", "missing: every guest needs a name")
     name = raw["name"]
@@ -176,7 +185,16 @@ def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig
             raise BuildError(f"{where}.mode", f"{raw['mode']!r} is not one of {values}")
         mode = StartMode(raw["mode"])
     image = _parse_image(raw, where, base_dir, mode)
-    return GuestConfig(name, memory, image, mode)
+    on_fault = raw.get("on_fault", "stop")
+    if on_fault not in FAULT_POLICIES:
+        raise BuildError(f"{where}.on_fault", f"{on_fault!r} is not one of {list(FAULT_POLICIES)}")
+    max_restarts = 0
+    if on_fault == "restart":
+        max_restarts = raw.get("max_restarts", DEFAULT_MAX_RESTARTS)
+        _check_int(max_restarts, f"{where}.max_restarts", 1, MAX_RESTARTS_LIMIT)
+    elif "max_restarts" in raw:
+        raise BuildError(f"{where}.max_restarts", "only valid with on_fault = \"restart\"")
+    return GuestConfig(name, memory, image, mode, on_fault, max_restarts)
 
 
 def _parse_image(raw: dict[str, Any], where: str, base_dir: Path,

@@ -111,6 +111,18 @@ class GuestLayout:
     vmcb: int | None            # SVM backend: the VMCB, the NPT
     npt: NestedTables | None
     xsave_area: int             # the guest's x87/SSE/AVX state while another guest runs
+    restart: RestartLayout | None   # on_fault = "restart": what a restart copies back
+
+
+@dataclass(frozen=True)
+class RestartLayout:
+    """The pristine copies a restart reloads a guest from.  The hypervisor
+    maps the guest's memory (read-write) and its pristine image (read-only)
+    to copy one over the other; guests without restarts stay unmapped."""
+
+    image: int                  # host-physical copy of the guest's memory as built
+    record: int                 # the guest record as built (rodata)
+    vmcb: int | None            # the VMCB as built (rodata), SVM backend
 
 
 @dataclass(frozen=True)
@@ -147,10 +159,16 @@ def startup_layout(mode: StartMode, memory: int) -> StartupLayout:
     return StartupLayout(memory - 4 * page, memory - 3 * page, memory)
 
 
-def hv_table_count(backends: tuple[str, ...]) -> int:
+def hv_table_count(backends: tuple[str, ...], restart_sizes: list[int]) -> int:
     """PML4, PDPT, a PD and a PT for the hypervisor's first 2 MiB; the SVM
-    backend also maps the I/O APIC, near 4 GiB: another PD and PT."""
-    return 4 + (2 if "svm" in backends else 0)
+    backend also maps the I/O APIC, near 4 GiB: another PD and PT.  Each
+    restartable guest's memory and pristine image are mapped in 4 KiB pages:
+    a PT per 2 MiB they touch, and a PD for each GiB below PHYSICAL_LIMIT."""
+    count = 4 + (2 if "svm" in backends else 0)
+    if restart_sizes:
+        count += PHYSICAL_LIMIT // (1024 * MIB)
+        count += sum(2 * (size // hw.LARGE_PAGE_SIZE + 2) for size in restart_sizes)
+    return count
 
 
 def _nested_tables(alloc: Allocator, name: str, memory: int) -> NestedTables:
@@ -191,6 +209,13 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
         rodata["svm_exit_names"] = alloc.take("SVM exit code names", hw.SVM_EXITCODE_TABLE_SIZE * 8)
     vmcs_init = [alloc.take(f"VMCS set-up {g.name}", guest_entries * VMCS_INIT_ENTRY) if has_vmx else None
                  for g in config.guests]
+    restartable = [g.restartable for g in config.guests]
+    if any(restartable):
+        rodata["xsave_reset"] = alloc.take("XSAVE area at reset", vcpu.XSAVE_AREA_SIZE, page)
+    pristine_records = [alloc.take(f"guest record {g.name} as built", GUEST.size, 64) if g.restartable
+                        else None for g in config.guests]
+    pristine_vmcbs = [alloc.take(f"VMCB {g.name} as built", page, page) if g.restartable and has_svm
+                      else None for g in config.guests]
     rwdata = {
         "gdt": alloc.take("gdt", GDT_ENTRIES * 8, page),
         "tss": alloc.take("tss", TSS_SIZE, 16),
@@ -210,8 +235,8 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
     mapped_end = alloc.next
     assert mapped_end <= hw.LARGE_PAGE_SIZE, "the hypervisor's mapped range outgrew its one page table"
 
-    hv_tables = tuple(alloc.take(f"hv page table {i}", page, page)
-                      for i in range(hv_table_count(backends)))
+    hv_tables = tuple(alloc.take(f"hv page table {i}", page, page) for i in
+                      range(hv_table_count(backends, [g.memory for g in config.guests if g.restartable])))
     vmx, svm = {}, {}
     if has_vmx:
         vmx["io_bitmap_a"] = alloc.take("I/O bitmap A", page, page)
@@ -225,16 +250,22 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
     epts = [_nested_tables(alloc, f"EPT {g.name}", g.memory) if has_vmx else None for g in config.guests]
     npts = [_nested_tables(alloc, f"NPT {g.name}", g.memory) if has_svm else None for g in config.guests]
 
+    bases = [alloc.take(f"guest {g.name} memory", g.memory, page) for g in config.guests]
+    pristine_images = [alloc.take(f"guest {g.name} memory as built (restarts)", g.memory, page)
+                       if g.restartable else None for g in config.guests]
     guests = []
     for index, (guest, mode) in enumerate(zip(config.guests, modes)):
-        base = alloc.take(f"guest {guest.name} memory", guest.memory, page)
+        base = bases[index]
         startup = startup_layout(mode, guest.memory)
+        restart = None
+        if guest.restartable:
+            restart = RestartLayout(pristine_images[index], pristine_records[index], pristine_vmcbs[index])
         guests.append(GuestLayout(
             index=index, name=guest.name, vpid=index + 1,
             record=rwdata["guests"] + index * GUEST.size, memory_base=base,
             memory_size=guest.memory, usable_top=startup.usable_top, startup=startup,
             vmcs=vmcs[index], vmcs_init=vmcs_init[index], ept=epts[index],
-            vmcb=vmcb[index], npt=npts[index], xsave_area=xsave[index]))
+            vmcb=vmcb[index], npt=npts[index], xsave_area=xsave[index], restart=restart))
     if alloc.next > PHYSICAL_LIMIT:
         raise BuildError(config.source, f"the guests need {alloc.next // MIB} MiB of physical "
                          f"memory; the machine layout allows {PHYSICAL_LIMIT // MIB} MiB")

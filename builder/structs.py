@@ -70,6 +70,14 @@ GUEST = Record("GUEST", [
     Field("exit_code", 8),       # the code given with the exit hypercall
     Field("stop_reason", 8),     # address of a string naming why the hypervisor stopped it
     Field("first_tick", 8),      # TSC at the first VM entry (benchmark)
+    # on_fault = "restart" (hv/core/restart.s.j2): what a restart copies back
+    Field("restarts", 8),        # restarts so far; the guest reads it at CPUID 0x40000001 EBX
+    Field("max_restarts", 8),    # 0: the guest stays stopped (on_fault = "stop")
+    Field("memory_base", 8),     # host-physical [memory_base, + memory_size): the guest's memory
+    Field("memory_size", 8),
+    Field("restart_image", 8),   # host-physical copy of that memory as built
+    Field("restart_record", 8),  # this record as built
+    Field("restart_vmcb", 8),    # SVM: the VMCB as built
     # The state the VM entry and exit leave alone (builder/vcpu.py)
     *(Field(name, size) for name, size in vcpu.record_fields()),
     Field("state", 1),
@@ -106,4 +114,5 @@ HV = Record("HV", [
     Field("arch_guest_cr4", 8),
     Field("arch_guest_cpl", 8),
     Field("arch_vcpu_switch", 8),
+    Field("arch_guest_reset", 8),
 ])

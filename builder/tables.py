@@ -144,16 +144,19 @@ def hv_record(layout: Layout) -> bytes:
     return HV.pack(vmxon_region=layout.rwdata.get("vmxon", 0))
 
 
-def guest_records(layout: Layout) -> bytes:
-    out = bytearray()
+def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int) -> bytes:
+    """A guest's record as the guest starts: also what a restart copies back."""
     uart_reset = bytes([0, 0, hw.UART_IIR_NO_INTERRUPT, hw.UART_LCR_8N1, 0,
                         hw.UART_LSR_THRE | hw.UART_LSR_TEMT, hw.UART_MSR_IDLE, 0])
-    for guest in layout.guests:
-        out += GUEST.pack(vmcs=guest.vmcs or 0, init_table=guest.vmcs_init or 0,
-                          init_count=layout.guest_entries, vmcb=guest.vmcb or 0, state=GUEST_RUNNABLE,
-                          name=guest.name.encode(), uart_regs=uart_reset,
-                          xsave_area=guest.xsave_area, **vcpu.reset_values())
-    return bytes(out)
+    restart = guest.restart
+    return GUEST.pack(vmcs=guest.vmcs or 0, init_table=guest.vmcs_init or 0,
+                      init_count=layout.guest_entries, vmcb=guest.vmcb or 0, state=GUEST_RUNNABLE,
+                      name=guest.name.encode(), uart_regs=uart_reset,
+                      xsave_area=guest.xsave_area, **vcpu.reset_values(),
+                      max_restarts=max_restarts, memory_base=guest.memory_base,
+                      memory_size=guest.memory_size, restart_image=restart.image if restart else 0,
+                      restart_record=restart.record if restart else 0,
+                      restart_vmcb=restart.vmcb or 0 if restart else 0)
 
 
 SYMTAB_ENTRY_SIZE = 16

@@ -339,3 +339,25 @@ def test_the_assembler_accepts_the_safe_forms_and_they_assemble_right():
     decoded = [f"{i.mnemonic} {i.op_str}" for i in Cs(CS_ARCH_X86, CS_MODE_64).disasm(code, 0x100000)]
     assert decoded == ["movabs rax, qword ptr [0x112098]", "mov eax, dword ptr [rbx + 0x112098]",
                        "mov ecx, 0x3c"]
+
+
+def test_a_restartable_guest_has_a_pristine_copy_of_its_memory_record_and_vmcb(tmp_path):
+    text = THREE_GUESTS.replace('builtin = "scanner"', 'builtin = "scanner"\non_fault = "restart"\nmax_restarts = 4')
+    (tmp_path / "hv.toml").write_text(text)
+    result = build.build(config.load(tmp_path / "hv.toml"))
+    image = LoadedImage(result.elf)
+    b = result.layout.guests[1]
+    assert [g.restart is not None for g in result.layout.guests] == [False, True, False]
+    def memory(base):           # page by page: the image splits guest memory into segments
+        return b"".join(image.read(base + offset, PAGE) for offset in range(0, b.memory_size, PAGE))
+    assert memory(b.restart.image) == memory(b.memory_base)
+    assert memory(b.memory_base) != bytes(b.memory_size)
+    assert image.read(b.restart.record, GUEST.size) == image.read(b.record, GUEST.size)
+    assert image.read(b.restart.vmcb, PAGE) == image.read(b.vmcb, PAGE)
+    record = image.read(b.record, GUEST.size)
+    fields = {name: struct.unpack_from("<Q", record, GUEST.offsets[name])[0]
+              for name in ("max_restarts", "restarts", "memory_base", "memory_size", "restart_image")}
+    assert fields == {"max_restarts": 4, "restarts": 0, "memory_base": b.memory_base,
+                      "memory_size": b.memory_size, "restart_image": b.restart.image}
+    a = result.layout.guests[0]
+    assert struct.unpack_from("<Q", image.read(a.record, GUEST.size), GUEST.offsets["max_restarts"])[0] == 0
