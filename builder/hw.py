@@ -259,6 +259,18 @@ IOAPIC_MASKED = bit(16)
 IOAPIC_PIT_ENTRY_LOW = IOAPIC_REDIRECTION_TABLE + 2 * IOAPIC_PIT_PIN
 IOAPIC_PIT_ENTRY_HIGH = IOAPIC_PIT_ENTRY_LOW + 1
 VECTOR_NMI = 2
+# ACPI 6.4 5.2.5.1: the RSDP lies on a 16-byte boundary in the BIOS area
+# 0xE0000-0xFFFFF; its OEM ID names who built the tables.  The BIOSes of
+# Bochs and of QEMU (SeaBIOS) both write "BOCHS ": where the firmware says
+# so, the emulator's power-off ports below exist.
+BIOS_AREA_START = 0xE0000
+BIOS_AREA_END = 0x100000
+ACPI_RSDP_ALIGNMENT = 16
+ACPI_RSDP_SIGNATURE_LOW = int.from_bytes(b"RSD ", "little")
+ACPI_RSDP_SIGNATURE_HIGH = int.from_bytes(b"PTR ", "little")
+ACPI_RSDP_OEMID = 9                       # offset of the 6-byte OEM ID
+EMULATOR_OEMID_LOW = int.from_bytes(b"BOCH", "little")
+EMULATOR_OEMID_HIGH = int.from_bytes(b"S ", "little")
 BOCHS_SHUTDOWN_PORT = 0x8900              # Bochs: "Shutdown" written here ends the emulator
 QEMU_DEBUG_EXIT_PORT = 0xF4               # QEMU isa-debug-exit, when configured
 QEMU_DEBUG_EXIT_VALUE = 0x10              # QEMU exits with (0x10 << 1) | 1 = 33
@@ -540,6 +552,7 @@ EXCEPTIONS_WITH_ERROR_CODE = frozenset({8, 10, 11, 12, 13, 14, 17, 21})
 VM_CR = 0xC0010114                        # APM 15.30.1
 VM_CR_SVMDIS = bit(4)
 VM_HSAVE_PA = 0xC0010117                  # APM 15.30.4
+SVM_FIRST_GUEST_ASID = 1                  # APM 15.16: ASID 0 is the host's
 SVM_TLB_CONTROL_NOTHING = 0               # APM 15.16.1
 SVM_TLB_CONTROL_FLUSH_GUEST = 3
 SVM_EVENT_VALID = bit(31)                 # APM 15.20, EVENTINJ

@@ -3,6 +3,7 @@ target (the `target` fixture, tests/boot/conftest.py)."""
 
 import re
 
+import pexpect
 import pytest
 from harness import (
     BACKEND_OF,
@@ -131,3 +132,30 @@ def test_a_hypervisor_fault_prints_a_crash_report_naming_the_symbol(tmp_path, ta
     assert any(line.startswith("[hv] cr2 0x0 ") for line in lines)
     assert any(line.startswith("[hv] rax 0x") for line in lines)
     assert not guest_lines(lines, "witness")
+
+
+def test_without_an_emulators_firmware_the_hypervisor_halts_instead_of_writing_power_off_ports(tmp_path,
+                                                                                                target):
+    """On a PC the emulators' exit ports could belong to anything: where
+    boot finds no emulator's firmware (a test hook pretends so), the end of
+    the run halts the CPU with a message, and the emulator keeps running."""
+    elf = build_image(tmp_path, guest_table("alpha", "64K", builtin="heartbeat", heartbeats=1),
+                      test_hooks=frozenset({"no_emulator"}))
+    with booted(elf, target) as console:
+        console.expect(r"\[hv\] halting: no emulator's firmware found, so no power-off port is known")
+        # Had it written Bochs' or QEMU's exit port, the emulator would end
+        # at once and close the console.
+        assert console.spawn.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=3) == 1
+
+
+def test_sixteen_guests_run_on_a_cpu_with_sixteen_asids(tmp_path, target):
+    """QEMU's SVM has 16 ASIDs, one of them the host's: the guests then
+    share one ASID, flushed at every switch, and all run (elsewhere each
+    has its own; VMX has VPIDs enough)."""
+    names = [f"g{n:02}" for n in range(16)]
+    elf = build_image(tmp_path, "".join(guest_table(name, "64K", builtin="heartbeat", heartbeats=1)
+                                        for name in names))
+    lines = boot_to_end(elf, target)
+    shared = "[hv] svm: 16 ASIDs for 16 guests: they share one, flushed at every switch"
+    assert (shared in lines) == (target == "qemu")
+    assert all(f"[hv] {name} exited with code 0" in lines for name in names)
