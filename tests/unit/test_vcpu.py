@@ -90,3 +90,15 @@ def test_the_cpuid_rules_are_sorted_and_in_the_image(result):
     assert not leaf1["ecx"] & hw.CPUID_1_ECX_VMX and not leaf1["ecx"] & 1 << 3    # VMX, MONITOR hidden
     xsave = next(masks for leaf, subleaf, masks in entries if (leaf, subleaf) == (hw.CPUID_XSAVE_LEAF, 0))
     assert xsave["eax"] == vcpu.GUEST_XFEATURES and xsave["edx"] == 0
+
+
+def test_the_readme_lists_every_leaf_the_cpuid_rules_change():
+    """The guest's view documents the CPUID rules; a rule for a leaf the
+    README does not name is a change nobody documented."""
+    import re
+
+    from builder.render import PROJECT_ROOT
+    table = (PROJECT_ROOT / "README.md").read_text().split("| leaf | hidden |")[1].split("\n\n")[0]
+    named = {int(number, 16) for row in table.splitlines()[2:]
+             for number in re.findall(r"(?<![\w.])((?:0x)?[0-9A-Fa-f]+)(?=[.,| ])", row.split("|")[1])}
+    assert {leaf for leaf, _, _ in cpuid.entries()} <= named
