@@ -113,6 +113,7 @@ HV = Record("HV", [
     Field("arch_resume_guest", 8),
     Field("arch_state_read", 8),
     Field("arch_state_write", 8),
+    Field("arch_guest_cr0", 8),
     Field("arch_guest_cr4", 8),
     Field("arch_guest_cpl", 8),
     Field("arch_vcpu_switch", 8),

@@ -32,6 +32,7 @@ OUTCOMES = {
     "rdpmc": GP,
     "rdtscp": "ok",
     "pat-reserved-type": GP,
+    "efer-clear-lme-while-paging": GP,
     "lstar-non-canonical": GP,
     "tsc-aux-high-bits": GP,
 }

@@ -15,6 +15,8 @@
 .set CR4_OSXSAVE, 0x40000
 .set CR4_VMXE, 0x2000
 .set IA32_PAT, 0x277
+.set IA32_EFER, 0xC0000080
+.set EFER_LME, 0x100
 .set IA32_LSTAR, 0xC0000082
 .set IA32_TSC_AUX, 0xC0000103
 .set STUB_SIZE, 16                        # bytes per exception stub (set before its first use)
@@ -152,6 +154,12 @@ refused_cr4:
     mov eax, 2
     wrmsr
     tried pat-reserved-type
+    try
+    mov ecx, IA32_EFER
+    rdmsr
+    and eax, ~EFER_LME
+    wrmsr
+    tried efer-clear-lme-while-paging
     try
     mov ecx, IA32_LSTAR
     mov edx, 0x00008000
