@@ -35,12 +35,9 @@ METHOD = ("Bochs' TSC counts instructions, the same counter in guests and hyperv
           "figures come from guest RDTSC loops and the hypervisor's summary; timed figures are "
           f"medians of {BUILD_REPEATS} builds or {BOOT_REPEATS} boots (docs/BENCHMARKS.md)")
 EXIT_METHOD = "exits: least of 5 repeats per loop, less {ticks} tick per VM exit"
-SWITCH_METHODS = {
-    "vmx": "world switch exact: the VMX-preemption timer gives every slice time_slice - 1 guest "
-           "instructions, so an away gap is loop + (N - 1)(time_slice - 1) + N switches",
-    "svm": "world switch: a slice is a PIT period, which the hypervisor's time uses up too; mean "
-           "over the guests of (run + away) / (K N) - run / K - loop, with a bound on its error",
-}
+SWITCH_METHOD = ("world switch: a slice is time_slice TSC cycles, the hypervisor's time included "
+                 "(VMX: a TSC deadline; SVM: a PIT period calibrated to it); mean over the guests of "
+                 "(run + away) / (K N) - run / K - loop, with a bound on its error")
 STORM_METHOD = ("exit storm: N - 1 compute victims and a guest that runs CPUID in a loop; a victim's "
                 "share is the ticks of its own loops over K whole rounds of the scheduler, "
                 f"reported for the least victim against {FAIR_FRACTION:g} / N")
@@ -94,7 +91,7 @@ def measure_scaling(work: Path, backend: str, guests: int) -> Scaled:
 def scaling_row(point: Scaled, backend: str) -> ScalingRow:
     found = figures.records(point.lines)
     boot = figures.boot_cost(found, figures.summaries(point.lines))
-    switch = figures.world_switch(found, backend, config.DEFAULT_TIME_SLICE)
+    switch = figures.world_switch(found, backend)
     exits = figures.exit_costs(found, backend)
     return ScalingRow(
         guests=point.guests,
@@ -177,7 +174,7 @@ def backend_figures(backend: str, points: list[Scaled], rows: list[ScalingRow],
     widest = points[-1]
     found = figures.records(main.lines)
     exits = figures.exit_costs(found, backend)
-    switch = figures.world_switch(found, backend, config.DEFAULT_TIME_SLICE)
+    switch = figures.world_switch(found, backend)
     boot = figures.boot_cost(found, figures.summaries(main.lines))
     guest_ticks, bare_ticks = kernel
     n = f"{MAIN_GUESTS} guests"
@@ -247,7 +244,7 @@ def shared_figures(default_build: list[float], widest_build: ScalingRow, both: S
 def backend_section(backend: str, commit: str, measured: list[Figure], rows: list[ScalingRow]) -> Section:
     target = runs.BACKEND_TARGETS[backend]
     method = (f"{METHOD}; {EXIT_METHOD.format(ticks=figures.EXIT_TICKS[backend])}; "
-              f"{SWITCH_METHODS[backend]}; {STORM_METHOD}")
+              f"{SWITCH_METHOD}; {STORM_METHOD}")
     context = {"commit": commit, "target": target.name, "bochs_cpu": target.cpu_model,
                "backend": backend, "time_slice": config.DEFAULT_TIME_SLICE, "method": method}
     title = (f"backend {backend}: target {target.name} (Bochs cpu {target.cpu_model}), "

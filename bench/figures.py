@@ -5,9 +5,9 @@ Pure functions over console lines; no emulator.  The guests
 ``[guest] <record> <key> <value> <key> <value> ...``; values are decimal,
 ``0x`` hex, or a 64-bit TSC as ``0xHI:0xLO``.  In Bochs the TSC is the
 machine's instruction counter, read alike by guests and hypervisor, so
-every figure here is an exact count, but for the world switch under SVM
-and the victims' shares beside an exit storm, which come with a bound on
-their error (docs/BENCHMARKS.md says why and how).
+every figure here is an exact count, but for the world switch and the
+victims' shares beside an exit storm, which come with a bound on their
+error (docs/BENCHMARKS.md says why and how).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from builder import guest_images
 
 # Ticks Bochs charges per VM exit on top of the instructions the hypervisor
 # executes (the exiting instruction's, or the timer event's), per backend,
-# from hand-counted paths (docs/BENCHMARKS.md): VMX, the no-op VMCALL (63
-# instructions, 64 ticks) and the preemption-timer switch; SVM, the no-op
-# VMMCALL (69 instructions, 70 ticks) and the leaf-0 CPUID (79, 80).
+# from hand-counted paths (docs/BENCHMARKS.md): VMX, the no-op VMCALL (77
+# instructions, 78 ticks) and the preemption-timer slice end back to the
+# same guest (80, 81); SVM, the no-op VMMCALL (69, 70) and the leaf-0
+# CPUID (85, 86).
 EXIT_TICKS = {"vmx": 1, "svm": 1}
 # The longest path between two TSC reads of guests/bench_victim.s.j2's
 # window, counted by hand (the away path, a new longest gap included): an
@@ -150,46 +151,27 @@ def _jitter(slices: list[Record]) -> int:
     return max(r.fields["away-max"] - r.fields["away-min"] for r in slices)
 
 
-def world_switch(found: list[Record], backend: str, time_slice: int) -> WorldSwitch:
-    """The mean cost of a slice-end switch: exact under VMX, whose slices
-    are counted in guest instructions (`world_switch_vmx`); under SVM a
-    slice is a PIT period, which the hypervisor's time uses up too, and
-    the mean comes from the guests' windows (`world_switch_from_windows`)."""
-    if backend == "vmx":
-        return world_switch_vmx(found, time_slice)
-    return world_switch_from_windows(found, EXIT_TICKS[backend])
-
-
-def world_switch_vmx(found: list[Record], time_slice: int) -> WorldSwitch:
-    """From the guests' away gaps.  While a guest is switched out, each of
-    the N-1 others runs a whole slice of `time_slice` - 1 instructions (the
-    VMX-preemption timer, rate 0 in Bochs) and there are N switches; the
-    gap also holds one plain loop of the guest's own."""
-    slices = _slices(found)
-    guests = len(slices)
-    per_guest = [(r.fields["away-min"] - r.fields["loop"] - (guests - 1) * (time_slice - 1)) / guests
-                 for r in slices]
-    # Every gap of every guest holds the same round: any spread is jitter.
-    gaps = [r.fields[key] for r in slices for key in ("away-min", "away-max")]
-    return WorldSwitch(min(per_guest), 0.0, max(gaps) - min(gaps), EXIT_TICKS["vmx"])
-
-
-def world_switch_from_windows(found: list[Record], exit_ticks: int) -> WorldSwitch:
-    """Valid whatever ends a slice, if every guest spins through the window.
-    A guest's window runs from its return after one away gap to its return
-    after the K-th next, so it spans K rounds of N slices, each slice a
-    guest's own time plus the switch into it: (run + away) / (K * N) is a
-    slice with its switch.  The guest's own time per slice is run / K plus
-    the one plain loop each away gap holds.  So
+def world_switch(found: list[Record], backend: str) -> WorldSwitch:
+    """The mean cost of a slice-end switch, from the guests' windows: valid
+    whatever ends a slice (VMX: a TSC deadline the VMX-preemption timer
+    counts down to; SVM: the PIT's NMI), if every guest spins through its
+    window.  A guest's window runs from its return after one away gap to
+    its return after the K-th next, so it spans K rounds of N slices, each
+    slice a guest's own time plus the switch into it: (run + away) / (K * N)
+    is a slice with its switch.  The guest's own time per slice is run / K
+    plus the one plain loop each away gap holds.  So
 
         switch = (run + away) / (K * N) - run / K - loop
 
-    averaged over the guests.  Not exact: where in its loop a guest is
-    stopped is unknown, so a window is whole rounds only to within one
-    loop (-5 to +8 ticks: the first loop of bench_slices is 6 instructions,
-    the window's 9), which moves the mean by up to (loop - 1)(N - 1) / (K N);
-    and slices of unequal length (SVM: PIT periods differ by one of Bochs'
-    microseconds, the spread of the away gaps) by up to jitter (N - 1) / (2 K N)."""
+    averaged over the guests (the average also takes out guests whose own
+    time per slice differs: every window holds each guest's own slices).
+    Not exact: where in its loop a guest is stopped is unknown, so a window
+    is whole rounds only to within one loop (-5 to +8 ticks: the first loop
+    of bench_slices is 6 instructions, the window's 9), which moves the
+    mean by up to (loop - 1)(N - 1) / (K N); and the windows of successive
+    guests hold rounds one slice apart, so slices of unequal length (SVM:
+    PIT periods differ by one of Bochs' microseconds, the spread of the away
+    gaps) move it by up to jitter (N - 1) / (2 K N)."""
     slices = _slices(found)
     guests = len(slices)
     window = slices[0].fields["window"]
@@ -198,7 +180,7 @@ def world_switch_from_windows(found: list[Record], exit_ticks: int) -> WorldSwit
     jitter = _jitter(slices)
     loop = max(r.fields["loop"] for r in slices)
     error = ((loop - 1) + jitter / 2) * (guests - 1) / (window * guests)
-    return WorldSwitch(sum(estimates) / guests, error, jitter, exit_ticks)
+    return WorldSwitch(sum(estimates) / guests, error, jitter, EXIT_TICKS[backend])
 
 
 def cpu_shares(found: list[Record]) -> dict[str, float]:
