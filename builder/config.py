@@ -34,7 +34,7 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,14}")
 
 BUILTIN_GUESTS = ("heartbeat", "scanner", "prober",
                   "bench_probe", "bench_peer", "bench_kernel",   # bench_*: `make bench`
-                  "bench_victim", "bench_storm")
+                  "bench_victim", "bench_storm", "witness")
 # Builtins that execute their backend's hypercall instruction (VMCALL or
 # VMMCALL) directly: they need an image built for one backend.
 ONE_BACKEND_BUILTINS = ("bench_probe",)

@@ -94,6 +94,43 @@ def bench_constants() -> dict[str, int]:
             **bench_kernel_constants(BENCH_KERNEL_BUFFER)}
 
 
+# The witness guest (guests/witness.s.j2), run beside hostile guests
+# (tests/boot/test_hostile.py): it fills its memory below its stack with a
+# pattern, plants values in CPU state the hypervisor switches per guest, and
+# at every heartbeat checksums the memory and checks the state.
+WITNESS_STACK_SIZE = 0x1000         # below its GDT page; neither is checksummed
+WITNESS_LCG_MULTIPLIER = 1664525    # x -> a*x + c mod 2^32 (Numerical Recipes' LCG)
+WITNESS_LCG_INCREMENT = 1013904223
+WITNESS_PATTERN_SEED = 0x5EED0001   # the pattern, a dword at a time
+WITNESS_STATE_SEED = 0x5EED0002     # the planted XMM, DR, SYSENTER_ESP and TSC_AUX values
+WITNESS_PAT = 0x0001050406070400    # every byte a valid memory type; not the power-on PAT
+WITNESS_FNV_OFFSET_BASIS = 0x811C9DC5   # the checksum: 32-bit FNV-1a, a dword at a time
+WITNESS_FNV_PRIME = 0x01000193
+# The planted state, in the order of the witness's state buffer: (name, dwords).
+# The MSRs take two dwords (EDX:EAX); all but PAT are LCG values, high halves zero.
+WITNESS_XMM_DWORDS, WITNESS_DR_DWORDS, WITNESS_MSR_DWORDS = 4, 1, 2
+WITNESS_STATE = (*((f"xmm{n}", WITNESS_XMM_DWORDS) for n in range(8)),
+                 *((f"dr{n}", WITNESS_DR_DWORDS) for n in range(4)),
+                 *((name, WITNESS_MSR_DWORDS) for name in ("sysenter_esp", "tsc_aux", "pat")))
+
+
+def witness_constants(stack_top: int) -> dict[str, int]:
+    """What guests/witness.s.j2 needs, for a witness whose stack ends at `stack_top`."""
+    offsets, offset = {}, 0
+    for name, dwords in WITNESS_STATE:
+        offsets[f"WITNESS_OFFSET_{name.upper()}"] = offset
+        offset += 4 * dwords
+    return {"WITNESS_PATTERN_END": stack_top - WITNESS_STACK_SIZE,
+            "WITNESS_LCG_MULTIPLIER": WITNESS_LCG_MULTIPLIER,
+            "WITNESS_LCG_INCREMENT": WITNESS_LCG_INCREMENT,
+            "WITNESS_PATTERN_SEED": WITNESS_PATTERN_SEED, "WITNESS_STATE_SEED": WITNESS_STATE_SEED,
+            "WITNESS_PAT_LOW": WITNESS_PAT & 0xFFFFFFFF, "WITNESS_PAT_HIGH": WITNESS_PAT >> 32,
+            "WITNESS_FNV_OFFSET_BASIS": WITNESS_FNV_OFFSET_BASIS, "WITNESS_FNV_PRIME": WITNESS_FNV_PRIME,
+            "WITNESS_STATE_BYTES": offset, "WITNESS_XMM_DWORDS": WITNESS_XMM_DWORDS,
+            "WITNESS_DR_DWORDS": WITNESS_DR_DWORDS, "WITNESS_MSR_DWORDS": WITNESS_MSR_DWORDS,
+            "WITNESS_RANDOM_DWORDS": offsets["WITNESS_OFFSET_SYSENTER_ESP"] // 4, **offsets}
+
+
 # The secret the heartbeat guest plants and the scanner looks for.  The
 # scanner's code holds it only masked, so its own memory never contains it.
 SECRET = bytes.fromhex("5ec7e75ec7e75ec7c0ffee11d00dfeed")
@@ -162,7 +199,8 @@ def _builtin(guest: GuestConfig, spec: BuiltinImage, where: str, backend: str) -
                  "PROBE_GATE_GP": IDT_GATE_32_SIZE * hw.VECTOR_GP,
                  "PROBE_IDT_SIZE": IDT_GATE_32_SIZE * PROBE_IDT_VECTORS,
                  "PROBE_IDT_LIMIT": IDT_GATE_32_SIZE * PROBE_IDT_VECTORS - 1,
-                 "OUT_OF_BOUNDS_ADDRESS": guest.memory, **bench_constants()}
+                 "OUT_OF_BOUNDS_ADDRESS": guest.memory, **bench_constants(),
+                 **witness_constants(top)}
     source = render(f"guests/{spec.program}.s.j2", constants, name=guest.name,
                     hypercall=HYPERCALL_INSTRUCTIONS.get(backend))
     code = assemble(source, BUILTIN_LOAD_ADDRESS, f"{where} ({spec.program})").code

@@ -91,8 +91,8 @@ EXPECTED_EXITS = {
 }
 # What an emulator gets wrong, so a test cannot check it there.
 EMULATOR_GAPS = {
-    ("qemu", "refused_cr_writes"): "QEMU 7.2's software SVM checks a guest's CR0/CR4 write against the "
-                                   "VMRUN consistency rules and exits with VMEXIT_INVALID where a CPU "
+    ("qemu", "refused_cr_writes"): "QEMU 7.2's software SVM checks a guest's CR0/CR3/CR4 write against "
+                                   "the VMRUN consistency rules and exits with VMEXIT_INVALID where a CPU "
                                    "raises #GP",
     ("qemu", "cr8-reserved"): "QEMU 7.2's software SVM keeps a guest's MOV to CR8 in V_TPR without "
                               "checking the reserved bits 63:4 (a CPU raises #GP)",
