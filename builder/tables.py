@@ -104,14 +104,24 @@ def tss(layout: Layout) -> bytes:
     return bytes(out)
 
 
+IST_EXCEPTION_STACK = 1             # the TSS's IST1: builder/tables.tss
+GATE_INTERRUPT_64 = 0x8E            # present, DPL 0, 64-bit interrupt gate (SDM Vol. 3A 6.14.1)
+
+
 def idt(labels: dict[str, int]) -> bytes:
-    """Interrupt gates for the 32 exception vectors (SDM Vol. 3A 6.14.1).
+    """Interrupt gates for the 32 exception vectors (SDM Vol. 3A 6.14.1),
+    on the exception stack (IST1) so that even a stack overflow is reported.
     An NMI is not a fault: the SVM backend takes the time-slice NMI through
-    its gate (hv_nmi)."""
+    its gate (hv_nmi).  A debug trap can only be a guest's single-step that
+    an emulator delivers after #VMEXIT (hv_debug): its gate takes no IST,
+    because right after VMRUN the TR is still the guest's, whose TSS the
+    CPU would read the IST from (APM 15.5.2: VMLOAD brings back ours)."""
     out = bytearray()
     for vector in range(32):
-        handler = labels["hv_nmi" if vector == hw.VECTOR_NMI else f"panic_exception_{vector}"]
-        gate = (handler & 0xFFFF) | vmcs.SELECTOR_CODE64 << 16 | 1 << 32 | 0x8E << 40
+        name = {hw.VECTOR_NMI: "hv_nmi", hw.VECTOR_DB: "hv_debug"}.get(vector, f"panic_exception_{vector}")
+        handler = labels[name]
+        ist = 0 if vector == hw.VECTOR_DB else IST_EXCEPTION_STACK
+        gate = (handler & 0xFFFF) | vmcs.SELECTOR_CODE64 << 16 | ist << 32 | GATE_INTERRUPT_64 << 40
         gate |= (handler >> 16 & 0xFFFF) << 48
         out += gate.to_bytes(8, "little") + (handler >> 32).to_bytes(8, "little")
     return bytes(out)
