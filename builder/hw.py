@@ -98,6 +98,8 @@ MXCSR_RESET = 0x1F80                      # SDM Vol. 1 10.2.3.1: all exceptions 
 
 # --- RFLAGS (SDM Vol. 1 3.4.3) ---------------------------------------------
 RFLAGS_RESERVED_1 = bit(1)
+RFLAGS_TF = bit(8)                        # single-step: a #DB trap after each instruction
+DR6_BS = bit(14)                          # SDM Vol. 3B 17.2.3: the #DB was a single step
 
 # --- MSRs (SDM Vol. 4, chapter 2) -----------------------------------------
 IA32_TSC = 0x10
@@ -378,6 +380,7 @@ class Vmcs(enum.IntEnum):
     GUEST_RSP = 0x681C
     GUEST_RIP = 0x681E
     GUEST_RFLAGS = 0x6820
+    GUEST_PENDING_DBG_EXCEPTIONS = 0x6822
     GUEST_SYSENTER_ESP = 0x6824
     GUEST_SYSENTER_EIP = 0x6826
     HOST_CR0 = 0x6C00

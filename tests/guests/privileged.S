@@ -19,6 +19,7 @@
 .set EFER_LME, 0x100
 .set IA32_LSTAR, 0xC0000082
 .set IA32_TSC_AUX, 0xC0000103
+.set RFLAGS_TF, 0x100
 .set STUB_SIZE, 16                        # bytes per exception stub (set before its first use)
 
 # try ... tried NAME: run the instructions between them with the exception
@@ -148,6 +149,19 @@ refused_cr4:
     try
     rdtscp
     tried rdtscp
+    try
+    pushfq
+    or qword ptr [rsp], RFLAGS_TF
+    popfq                           # the trap comes after the next instruction
+    cpuid                           # exits: the hypervisor completes it, the trap is owed
+after_cpuid:
+    nop
+    tried single-step-over-cpuid
+    mov rax, [rip + fault_rip]
+    lea rcx, [rip + after_cpuid]
+    sub rax, rcx
+    lea rsi, [rip + text_trap_offset]
+    call print_value
     try
     mov ecx, IA32_PAT
     xor edx, edx
@@ -286,6 +300,8 @@ stubs:
     .balign STUB_SIZE
 caught:
     mov [rip + vector], rax
+    mov rcx, [rsp]                            # RIP of the frame (the error code, for some vectors)
+    mov [rip + fault_rip], rcx
     mov rsp, [rip + saved_rsp]
     jmp qword ptr [rip + resume]
 
@@ -299,6 +315,7 @@ text_pat:           .asciz "pat "
 text_cpuid1_ecx:    .asciz "cpuid 1 ecx "
 text_cpuid1_edx:    .asciz "cpuid 1 edx "
 text_cpuid_a:       .asciz "cpuid 0xa eax "
+text_trap_offset:   .asciz "single-step trap rip past the cpuid "
 idt_pointer:
     .word 32 * 16 - 1
     .quad idt
@@ -309,6 +326,7 @@ idt:        .fill 32 * 16, 1, 0
 resume:     .quad 0
 saved_rsp:  .quad 0
 vector:     .quad 0
+fault_rip:  .quad 0
     .balign 16
 stack:      .fill 4096, 1, 0
 stack_top:

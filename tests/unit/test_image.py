@@ -243,7 +243,7 @@ def test_capstone_reads_back_what_the_templates_say(three):
                                                      "r8", "rdi", "rsi", "rbp", "rbx", "rdx", "rcx", "rax")]
     assert exit_entry[15:17] == ["mov rbx, rsp", f"mov rsp, {result.layout.stack_top:#x}"]
     assert "mov ecx, 0x3c" in disassemble(result, "console_put_hex", 12)
-    resume = disassemble(result, "vmx_resume_guest", 35)
+    resume = disassemble(result, "vmx_resume_guest", 32)
     assert resume[:3] == ["rdtsc", "shl rdx, 0x20", "or rdx, rax"]      # the slice's deadline first
     assert resume[5] == "jbe " + hex(result.labels["sched_next"])
     assert resume[-3:] == ["jne " + hex(result.labels["vmx_launch"]), "vmresume",
