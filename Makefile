@@ -12,7 +12,7 @@ DEBIAN_PACKAGES := bochs bochsbios vgabios bochs-term grub-pc-bin xorriso mtools
                    qemu-system-x86 binutils
 TEST_WORKERS ?= 2
 
-.PHONY: setup system-packages run test bench clean
+.PHONY: setup system-packages run test bench fuzz clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -44,6 +44,11 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The guest fuzzer (docs/FUZZING.md), e.g. make fuzz FUZZ_ARGS="--count 200 --seed 1 --target qemu"
+FUZZ_ARGS ?= --duration 5m
+fuzz: setup
+	$(BIN)/python -m fuzz $(FUZZ_ARGS)
 
 clean:
 	rm -rf build bench/results.json .pytest_cache
