@@ -292,6 +292,9 @@ def _hv_mappings(layout: Layout, text_size: int) -> list[tuple[int, int, int]]:
     if "svm" in layout.backends:    # the time-slice NMI is routed by the I/O APIC
         uncached = present | writable | nx | hw.PTE_PCD | hw.PTE_PWT
         mappings.append((hw.IOAPIC_BASE, hw.IOAPIC_BASE + page, uncached))
+    if "vmx" in layout.backends:    # external-interrupt exits end with the local APIC's EOI
+        uncached = present | writable | nx | hw.PTE_PCD | hw.PTE_PWT
+        mappings.append((hw.LAPIC_BASE, hw.LAPIC_BASE + page, uncached))
     for guest in layout.guests:     # a restart copies the pristine image over the guest's memory
         if guest.restart is not None:
             mappings.append((guest.memory_base, guest.memory_base + guest.memory_size,

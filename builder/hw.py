@@ -38,6 +38,7 @@ CPUID_HV_SIGNATURE = b"HVBUILD  VMM"      # 12 bytes returned in EBX, ECX, EDX o
 CPUID_1_ECX_XSAVE = bit(26)
 CPUID_1_ECX_OSXSAVE_BIT = 27              # reflects CR4.OSXSAVE
 CPUID_1_EDX_FXSR = bit(24)
+CPUID_1_EDX_APIC = bit(9)
 CPUID_MONITOR_LEAF = 0x5
 CPUID_THERMAL_LEAF = 0x6
 CPUID_EXTENDED_FEATURES_LEAF = 0x7        # subleaf 0 in ECX
@@ -233,6 +234,14 @@ PIC_MASTER_CMD = 0x20
 PIC_SLAVE_CMD = 0xA0
 PIC_MASK_ALL = 0xFF
 PIC_EOI = 0x20
+PIC_ICW1_INIT = 0x11                      # 8259A data sheet: ICW1, edge, cascade, ICW4 follows
+PIC_MASTER_VECTOR = 0x20                  # ICW2: IRQ 0-7 -> 0x20-0x27, clear of the exceptions
+PIC_SLAVE_VECTOR = 0x28                   #       IRQ 8-15 -> 0x28-0x2F
+PIC_VECTOR_END = PIC_SLAVE_VECTOR + 8
+PIC_ICW3_MASTER = 1 << 2                  # ICW3: the slave on IRQ 2
+PIC_ICW3_SLAVE = 2
+PIC_ICW4_8086 = 0x01
+PIC_MASTER_IRQ0_ONLY = 0xFE               # OCW1 of the test hook that lets the PIT through
 # 8254 PIT (Intel 82C54 data sheet): channel 0 drives IRQ 0, channel 2 is
 # gated and read back through port 0x61 (PC/AT system control port B).
 PIT_FREQUENCY_HZ = 1193182
@@ -252,6 +261,18 @@ SYSTEM_CONTROL_B_KEEP = ~(SYSTEM_CONTROL_B_GATE2 | SYSTEM_CONTROL_B_SPEAKER) & 0
 # I/O APIC (Intel 82093AA data sheet), at its usual address; the PC's ISA
 # IRQ 0 (the PIT) arrives at its pin 2 (ACPI MADT interrupt source override).
 IOAPIC_BASE = 0xFEC00000
+# Local APIC (SDM Vol. 3A 11.4): its page at the default base, its EOI
+# register, and x2APIC mode, where the EOI is an MSR (11.12.1).
+LAPIC_BASE = 0xFEE00000
+LAPIC_EOI = 0xB0
+APIC_BASE_X2APIC_ENABLE_BIT = 10
+APIC_BASE_ENABLE_BIT = 11
+APIC_BASE_ADDRESS_LOW = 0xFFFFF000       # bits 31:12 of the base (its high bits are in EDX)
+IA32_X2APIC_EOI = 0x80B
+LAPIC_SPURIOUS_VECTOR = 0xFF              # the SVR's vector after reset (11.9): needs no EOI
+LAPIC_MODE_NONE = 0                       # how boot found the local APIC (HV.lapic_mode)
+LAPIC_MODE_XAPIC = 1
+LAPIC_MODE_X2APIC = 2
 IOAPIC_REGSEL = 0x00
 IOAPIC_WINDOW = 0x10
 IOAPIC_REDIRECTION_TABLE = 0x10           # register of pin n: 0x10 + 2n (low), + 1 (high)

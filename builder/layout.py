@@ -160,11 +160,12 @@ def startup_layout(mode: StartMode, memory: int) -> StartupLayout:
 
 
 def hv_table_count(backends: tuple[str, ...], restart_sizes: list[int]) -> int:
-    """PML4, PDPT, a PD and a PT for the hypervisor's first 2 MiB; the SVM
-    backend also maps the I/O APIC, near 4 GiB: another PD and PT.  Each
-    restartable guest's memory and pristine image are mapped in 4 KiB pages:
-    a PT per 2 MiB they touch, and a PD for each GiB below PHYSICAL_LIMIT."""
-    count = 4 + (2 if "svm" in backends else 0)
+    """PML4, PDPT, a PD and a PT for the hypervisor's first 2 MiB; near 4
+    GiB a PD, and a PT each for the SVM backend's I/O APIC page and the VMX
+    backend's local APIC page.  Each restartable guest's memory and pristine
+    image are mapped in 4 KiB pages: a PT per 2 MiB they touch, and a PD for
+    each GiB below PHYSICAL_LIMIT."""
+    count = 4 + 1 + ("svm" in backends) + ("vmx" in backends)
     if restart_sizes:
         count += PHYSICAL_LIMIT // (1024 * MIB)
         count += sum(2 * (size // hw.LARGE_PAGE_SIZE + 2) for size in restart_sizes)

@@ -108,6 +108,7 @@ HV = Record("HV", [
     Field("svm_shared_asid", 8),   # SVM: too few ASIDs, every guest runs with ASID 1
     Field("features", 8),          # HV_FEATURE_* bits the guests see at CPUID 0x40000001
     Field("emulator", 8),          # non-zero: the firmware is an emulator's (power_off)
+    Field("lapic_mode", 8),        # LAPIC_MODE_*: where an EOI for the local APIC goes
     # The backend chosen at boot, as the core calls it (hv/core/arch.s.j2)
     Field("arch_run_guest", 8),
     Field("arch_resume_guest", 8),

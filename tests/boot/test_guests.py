@@ -159,3 +159,20 @@ def test_sixteen_guests_run_on_a_cpu_with_sixteen_asids(tmp_path, target):
     shared = "[hv] svm: 16 ASIDs for 16 guests: they share one, flushed at every switch"
     assert (shared in lines) == (target == "qemu")
     assert all(f"[hv] {name} exited with code 0" in lines for name in names)
+
+
+def test_a_host_interrupt_is_ended_on_the_controller_that_delivered_it(tmp_path, target):
+    """The 8259A pair is moved to vectors 0x20-0x2F; a test hook lets the
+    PIT's IRQ 0 through while a guest computes with IF = 1.  Each arrives
+    as an external-interrupt exit with vector 0x20, and keeps arriving:
+    without the EOI on the master PIC its in-service bit would hold back
+    every later one."""
+    if BACKEND_OF[target] != "vmx":
+        pytest.skip("SVM does not intercept host interrupts: they wait behind GIF = 0")
+    guest = binutils_guest(tmp_path, "interruptible.S", bits=32)
+    lines = boot_to_end(build_image(tmp_path, guest_table("alpha", "64K", elf=guest),
+                                    test_hooks=frozenset({"unmask_pit"})), target)
+    interrupts = [line for line in lines if line.startswith("[hv] external interrupt")]
+    assert len(interrupts) >= 3 and set(interrupts) == {"[hv] external interrupt, vector 0x20"}
+    assert guest_lines(lines, "alpha") == ["computed with interrupts on"]
+    assert "[hv] alpha exited with code 0" in lines

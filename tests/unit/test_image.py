@@ -186,9 +186,11 @@ def test_the_hypervisor_maps_only_itself_with_w_xor_x(three):
         assert not any(guest.memory_base <= a < guest.memory_base + guest.memory_size for a in pages)
         assert guest.ept.pml4 not in pages and guest.npt.pml4 not in pages
         assert pages[guest.vmcb] & hw.PTE_WRITABLE and pages[guest.vmcs] & hw.PTE_WRITABLE
-    # Beyond itself only the I/O APIC (the SVM time slice), uncached.
+    # Beyond itself only the I/O APIC (the SVM time slice) and the local
+    # APIC (the EOI of a host interrupt under VMX), uncached.
     outside = [a for a in pages if a >= layout.mapped_end]
-    assert outside == [hw.IOAPIC_BASE] and pages[hw.IOAPIC_BASE] & hw.PTE_PCD
+    assert outside == [hw.IOAPIC_BASE, hw.LAPIC_BASE]
+    assert all(pages[page] & hw.PTE_PCD for page in outside)
     assert layout.stack_top - 0x4000 - PAGE not in pages, "the stack's guard page must be unmapped"
     assert layout.rwdata["gdt"] in pages and pages[layout.rwdata["gdt"]] & hw.PTE_WRITABLE
     assert 0 not in pages
