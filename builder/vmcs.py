@@ -130,8 +130,14 @@ def common_entries(layout: Layout, labels: dict[str, int]) -> list[Entry]:
         (V.GUEST_IA32_PAT, plain, hw.PAT_POWER_ON),
         (V.HOST_RIP, plain, labels.get("vmx_exit_entry", 0)),
         (V.GUEST_DR7, plain, hw.DR7_RESET),
+        # Every guest-state and entry field a guest's run can leave behind
+        # is written here: VMCLEAR does not reset a VMCS (Bochs keeps it in
+        # memory), and a restart reuses it (hv/core/restart.s.j2).
         (V.GUEST_ACTIVITY_STATE, plain, hw.GUEST_ACTIVITY_ACTIVE),
         (V.GUEST_INTERRUPTIBILITY_INFO, plain, 0),
+        (V.GUEST_PENDING_DBG_EXCEPTIONS, plain, 0),
+        (V.GUEST_IA32_DEBUGCTL, plain, 0),
+        (V.VM_ENTRY_INTR_INFO_FIELD, plain, 0),
         (V.GUEST_SYSENTER_CS, plain, 0),
         (V.GUEST_SYSENTER_ESP, plain, 0),
         (V.GUEST_SYSENTER_EIP, plain, 0),
