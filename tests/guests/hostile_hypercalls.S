@@ -9,7 +9,7 @@
 #   yields: N, C clobbered a register
 #   other instruction: ok|vector V
 # and exits with code EXIT_CODE.
-    .include "hostile_common.S"
+    .include "catcher.inc"
     .globl _start
 
 .set SEQUENTIAL_NUMBERS, 10000            # 2 ... 10001
@@ -173,19 +173,6 @@ hypercall_check_next:
     inc qword ptr [rip + clobbers]
 hypercall_check_done:
     mov rax, [rip + returned]
-    ret
-
-# report: print "<RSI>: ok" or "<RSI>: vector V".  Preserves all registers.
-report:
-    call puts
-    cmp qword ptr [rip + vector], NO_FAULT
-    jne report_fault
-    say ": ok\n"
-    ret
-report_fault:
-    say ": vector "
-    say_hex [rip + vector]
-    say "\n"
     ret
 
     .section .rodata

@@ -10,7 +10,7 @@
 # control-register values a CPU refuses: QEMU 7.2's software SVM takes them
 # (CR3 with reserved bits too) and fails the next VMRUN instead
 # (tests/harness.py EMULATOR_GAPS).
-    .include "hostile_common.S"
+    .include "catcher.inc"
     .globl _start, garbage_ud2
 
 .set VMX_SVM_COUNT, 100                   # each VMX and SVM instruction

@@ -14,7 +14,7 @@
 # --defsym PROBE_LINEAR=1 uses `probe_address` as a linear address instead,
 # unmapped; --defsym PROBE_TOP=1 ignores it and takes the highest page
 # below MAXPHYADDR (CPUID 0x80000008).
-    .include "hostile_common.S"
+    .include "catcher.inc"
     .globl _start, probe_address, probe_access
 
 .set LARGE_PAGE_SIZE, 0x200000

@@ -12,7 +12,7 @@
 #   <name>: ok|vector V                                    (each hostile write)
 # and last clears EFER.LME in 64-bit mode ("efer-clear-lme: ...", "efer
 # reads ..."), then exits with code 0.
-    .include "hostile_common.S"
+    .include "catcher.inc"
     .globl _start
 
 .set MSR_RANGE_SIZE, 0x2000
@@ -236,19 +236,6 @@ report_read_fault:
     say "msr "
     say_hex r12
     say " read vector "
-    say_hex [rip + vector]
-    say "\n"
-    ret
-
-# report: print "<RSI>: ok" or "<RSI>: vector V".  Preserves all registers.
-report:
-    call puts
-    cmp qword ptr [rip + vector], NO_FAULT
-    jne report_fault
-    say ": ok\n"
-    ret
-report_fault:
-    say ": vector "
     say_hex [rip + vector]
     say "\n"
     ret

@@ -9,7 +9,7 @@
 #   ports: PCI config address 0x80000000 reads 0x...
 # then it exits with code 0.  Had a write reached the machine or the
 # emulator, the run would have ended there.
-    .include "hostile_common.S"
+    .include "catcher.inc"
     .globl _start
 
 .set PORTS, 0x10000

@@ -1,12 +1,10 @@
 # A long-mode guest that tries privileged instructions and control-register
 # writes a real CPU either runs or faults, and prints what happened to each:
 # "<probe>: ok" or "<probe>: vector N", and for some the value read back.
-# Its own IDT catches every exception and resumes after the probe.
-# --defsym NO_REFUSED_CR_WRITES=1 leaves out the CR0/CR4 values a CPU refuses.
-    .intel_syntax noprefix
-    .include "guest.inc"
-    .code64
-    .text
+# Its own IDT (catcher.inc) catches every exception and resumes after the
+# probe.  --defsym NO_REFUSED_CR_WRITES=1 leaves out the CR0/CR4 values a
+# CPU refuses.
+    .include "catcher.inc"
     .globl _start
 
 .set CR0_NE, 0x20
@@ -14,21 +12,15 @@
 .set CR4_OSFXSR_OSXMMEXCPT, 0x600
 .set CR4_OSXSAVE, 0x40000
 .set CR4_VMXE, 0x2000
-.set IA32_PAT, 0x277
 .set IA32_EFER, 0xC0000080
 .set EFER_LME, 0x100
 .set IA32_LSTAR, 0xC0000082
-.set IA32_TSC_AUX, 0xC0000103
 .set RFLAGS_TF, 0x100
-.set STUB_SIZE, 16                        # bytes per exception stub (set before its first use)
 
 # try ... tried NAME: run the instructions between them with the exception
 # catcher armed, then print NAME and the outcome.
 .macro try
-    lea rax, [rip + 9f]
-    mov [rip + resume], rax
-    mov [rip + saved_rsp], rsp
-    mov qword ptr [rip + vector], -1
+    arm 9f
 .endm
 .macro tried name:req
 9:  lea rsi, [rip + 8f]
@@ -211,103 +203,14 @@ after_cpuid:
     exit_with_ebx
     hlt
 
-# report: print "<RSI>: ok" or "<RSI>: vector N".  Clobbers: RAX, RDX, RSI.
-report:
-    print_string
-    cmp qword ptr [rip + vector], -1
-    jne report_fault
-    lea rsi, [rip + text_ok]
-    print_string
-    ret
-report_fault:
-    lea rsi, [rip + text_vector]
-    print_string
-    mov rax, [rip + vector]
-    call print_hex
-    mov al, 10
-    putc_al
-    ret
-
-# print_value: print "<RSI> 0x<RAX>".  Clobbers: RAX, RCX, RDX, RSI.
+# print_value: print "<RSI> 0x<RAX>".  Preserves all registers.
 print_value:
-    push rax
-    print_string
-    pop rax
-    call print_hex
-    mov al, 10
-    putc_al
+    call puts
+    call put_hex
+    say "\n"
     ret
-
-# print_hex: RAX as 0x and 16 hex digits.  Clobbers: RAX, RCX, RDX.
-print_hex:
-    push rbx
-    mov rbx, rax
-    mov al, '0'
-    putc_al
-    mov al, 'x'
-    putc_al
-    mov ecx, 16
-print_hex_digit:
-    rol rbx, 4
-    mov eax, ebx
-    and eax, 0xF
-    cmp eax, 10
-    jb print_hex_decimal
-    add eax, 'a' - '0' - 10
-print_hex_decimal:
-    add eax, '0'
-    push rcx
-    putc_al
-    pop rcx
-    dec ecx
-    jnz print_hex_digit
-    pop rbx
-    ret
-
-# idt_install: 32 interrupt gates, each to a stub that records its vector
-# and resumes after the probe.
-idt_install:
-    lea rdi, [rip + idt]
-    lea rsi, [rip + stubs]
-    mov ecx, 32
-idt_install_gate:
-    mov rax, rsi
-    mov word ptr [rdi], ax
-    mov word ptr [rdi + 2], 0x18              # the start-up GDT's 64-bit code segment
-    mov word ptr [rdi + 4], 0x8E00            # present, DPL 0, 64-bit interrupt gate
-    shr rax, 16
-    mov word ptr [rdi + 6], ax
-    shr rax, 16
-    mov dword ptr [rdi + 8], eax
-    mov dword ptr [rdi + 12], 0
-    add rdi, 16
-    add rsi, STUB_SIZE
-    dec ecx
-    jnz idt_install_gate
-    lidt [rip + idt_pointer]
-    ret
-
-    .balign STUB_SIZE
-stubs:
-.set vec, 0
-.rept 32
-    .balign STUB_SIZE
-    .byte 0xB8                                # mov eax, imm32: the vector
-    .long vec
-    jmp caught
-.set vec, vec + 1
-.endr
-    .balign STUB_SIZE
-caught:
-    mov [rip + vector], rax
-    mov rcx, [rsp]                            # RIP of the frame (the error code, for some vectors)
-    mov [rip + fault_rip], rcx
-    mov rsp, [rip + saved_rsp]
-    jmp qword ptr [rip + resume]
 
     .section .rodata
-text_ok:            .asciz ": ok\n"
-text_vector:        .asciz ": vector "
 text_xcr0:          .asciz "xcr0 after xsetbv "
 text_cr0_ne:        .asciz "cr0.ne after clearing it "
 text_cr8:           .asciz "cr8 "
@@ -316,17 +219,3 @@ text_cpuid1_ecx:    .asciz "cpuid 1 ecx "
 text_cpuid1_edx:    .asciz "cpuid 1 edx "
 text_cpuid_a:       .asciz "cpuid 0xa eax "
 text_trap_offset:   .asciz "single-step trap rip past the cpuid "
-idt_pointer:
-    .word 32 * 16 - 1
-    .quad idt
-
-    .data
-    .balign 16
-idt:        .fill 32 * 16, 1, 0
-resume:     .quad 0
-saved_rsp:  .quad 0
-vector:     .quad 0
-fault_rip:  .quad 0
-    .balign 16
-stack:      .fill 4096, 1, 0
-stack_top:
