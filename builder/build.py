@@ -238,8 +238,8 @@ def _place_static_data(memory: _Memory, config: Config, layout: Layout, labels: 
     memory.place(rw["gdt"], tables.gdt(layout))
     memory.place(rw["tss"], tables.tss(layout))
     memory.place(rw["hv"], tables.hv_record(layout))
-    for guest, guest_config in zip(layout.guests, config.guests):
-        record = tables.guest_record(layout, guest, guest_config.max_restarts)
+    for guest, guest_config, image in zip(layout.guests, config.guests, images):
+        record = tables.guest_record(layout, guest, guest_config.max_restarts, image.registers)
         memory.place(guest.record, record)
         if guest.restart is not None:
             memory.place(guest.restart.record, record)

@@ -69,7 +69,20 @@ class FlatImage:
     entry: int
 
 
-GuestImageSpec = BuiltinImage | ElfImage | FlatImage
+@dataclass(frozen=True)
+class MultibootImage:
+    """An ELF kernel with a multiboot v1 header, started as a multiboot
+    boot loader starts it (builder/multiboot.py)."""
+
+    path: Path
+    cmdline: str
+    modules: tuple[Path, ...]
+    module_names: tuple[str, ...]   # as the config gives them: each module's string
+
+
+CMDLINE_MAX = 4000                      # bytes; the boot information page holds it
+
+GuestImageSpec = BuiltinImage | ElfImage | FlatImage | MultibootImage
 
 
 @dataclass(frozen=True)
@@ -168,8 +181,9 @@ def _parse_hypervisor(raw: dict[str, Any], where: str) -> HypervisorConfig:
 
 
 def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig:
-    _check_keys(raw, {"name", "memory", "builtin", "elf", "flat", "load_address",
-                      "entry", "mode", "heartbeats", "on_fault", "max_restarts"}, where)
+    _check_keys(raw, {"name", "memory", "builtin", "elf", "flat", "multiboot", "load_address",
+                      "entry", "mode", "heartbeats", "on_fault", "max_restarts", "cmdline",
+                      "modules"}, where)
     if "name" not in raw:
         raise BuildError(f"{where}.name", "missing: every guest needs a name")
     name = raw["name"]
@@ -199,17 +213,18 @@ def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig
 
 def _parse_image(raw: dict[str, Any], where: str, base_dir: Path,
                  mode: StartMode | None) -> GuestImageSpec:
-    kinds = [key for key in ("builtin", "elf", "flat") if key in raw]
+    kinds = [key for key in ("builtin", "elf", "flat", "multiboot") if key in raw]
     if len(kinds) != 1:
-        raise BuildError(where, "give exactly one of 'builtin', 'elf' or 'flat' as the guest's image")
+        raise BuildError(where, "give exactly one of 'builtin', 'elf', 'flat' or 'multiboot' as the "
+                         "guest's image")
     kind = kinds[0]
     value = raw[kind]
     _check_type(value, str, f"{where}.{kind}", "a string")
-    allowed_extra = {"builtin": {"heartbeats"}, "elf": set(), "flat": {"load_address", "entry"}}
-    for key in ("heartbeats", "load_address", "entry"):
-        if key in raw and key not in allowed_extra[kind]:
-            raise BuildError(f"{where}.{key}", f"only valid for a guest with "
-                             f"{'builtin' if key == 'heartbeats' else 'flat'} image")
+    extra_of = {"heartbeats": "builtin", "load_address": "flat", "entry": "flat",
+                "cmdline": "multiboot", "modules": "multiboot"}
+    for key, owner in extra_of.items():
+        if key in raw and kind != owner:
+            raise BuildError(f"{where}.{key}", f"only valid for a guest with {owner} image")
     if kind == "builtin":
         if value not in BUILTIN_GUESTS:
             raise BuildError(f"{where}.builtin", f"unknown builtin guest {value!r}; "
@@ -224,6 +239,8 @@ def _parse_image(raw: dict[str, Any], where: str, base_dir: Path,
         raise BuildError(f"{where}.{kind}", f"no such file: {value}")
     if kind == "elf":
         return ElfImage(path)
+    if kind == "multiboot":
+        return _parse_multiboot(raw, path, where, base_dir, mode)
     if mode is None:
         raise BuildError(f"{where}.mode", "missing: a flat image needs a start mode")
     if "load_address" not in raw:
@@ -233,6 +250,26 @@ def _parse_image(raw: dict[str, Any], where: str, base_dir: Path,
     entry = raw.get("entry", load_address)
     _check_int(entry, f"{where}.entry", 0, GUEST_MEMORY_MAX)
     return FlatImage(path, load_address, entry)
+
+
+def _parse_multiboot(raw: dict[str, Any], path: Path, where: str, base_dir: Path,
+                     mode: StartMode | None) -> MultibootImage:
+    if mode not in (None, StartMode.PROTECTED):
+        raise BuildError(f"{where}.mode", "a multiboot kernel starts in 'protected' mode")
+    cmdline = raw.get("cmdline", "")
+    _check_type(cmdline, str, f"{where}.cmdline", "a string")
+    if len(cmdline.encode()) > CMDLINE_MAX or "\0" in cmdline:
+        raise BuildError(f"{where}.cmdline", f"must be at most {CMDLINE_MAX} bytes, without NUL")
+    names = raw.get("modules", [])
+    _check_type(names, list, f"{where}.modules", "an array of file names")
+    modules = []
+    for index, name in enumerate(names):
+        _check_type(name, str, f"{where}.modules[{index}]", "a string")
+        module = (base_dir / name).resolve()
+        if not module.is_file():
+            raise BuildError(f"{where}.modules[{index}]", f"no such file: {name}")
+        modules.append(module)
+    return MultibootImage(path, cmdline, tuple(modules), tuple(names))
 
 
 def _parse_size(value: Any, where: str) -> int:

@@ -14,9 +14,17 @@ from dataclasses import dataclass
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from builder import hw
+from builder import hw, multiboot
 from builder.assemble import assemble
-from builder.config import TIME_SLICE_MIN, BuiltinImage, ElfImage, FlatImage, GuestConfig, StartMode
+from builder.config import (
+    TIME_SLICE_MIN,
+    BuiltinImage,
+    ElfImage,
+    FlatImage,
+    GuestConfig,
+    MultibootImage,
+    StartMode,
+)
 from builder.errors import BuildError
 from builder.layout import startup_layout
 from builder.render import render
@@ -148,6 +156,7 @@ class GuestImage:
     segments: tuple[Segment, ...]
     entry: int
     mode: StartMode
+    registers: tuple[tuple[str, int], ...] = ()    # general registers at the first instruction
 
 
 def secret_words() -> dict[str, int]:
@@ -173,6 +182,9 @@ def load(guest: GuestConfig, where: str, backend: str) -> GuestImage:
     elif isinstance(spec, ElfImage):
         where = f"{where}.elf"
         image = _elf(spec, guest.mode, where)
+    elif isinstance(spec, MultibootImage):
+        where = f"{where}.multiboot"
+        image = _multiboot(spec, guest, where)
     else:
         where = f"{where}.flat"
         image = _flat(spec, guest.mode, where)
@@ -228,6 +240,30 @@ def _elf(spec: ElfImage, mode: StartMode | None, where: str) -> GuestImage:
     if not segments:
         raise BuildError(where, f"{spec.path.name}: no PT_LOAD segment to load")
     return GuestImage(segments, entry, mode or default_mode)
+
+
+def _multiboot(spec: MultibootImage, guest: GuestConfig, where: str) -> GuestImage:
+    """The kernel's ELF segments, its modules and the multiboot information;
+    EAX and EBX as a multiboot loader leaves them (builder/multiboot.py)."""
+    try:
+        data = spec.path.read_bytes()
+    except OSError as error:
+        raise BuildError(where, f"{spec.path.name}: {error.strerror}") from None
+    multiboot.header_flags(data, where, spec.path.name)
+    kernel = _elf(ElfImage(spec.path), StartMode.PROTECTED, where)
+    check_fits(kernel, guest, where)
+    modules = []
+    for path, name in zip(spec.modules, spec.module_names):
+        try:
+            modules.append((name, path.read_bytes()))
+        except OSError as error:
+            raise BuildError(where, f"module {name}: {error.strerror}") from None
+    image_end = max(s.address + len(s.data) for s in kernel.segments)
+    placed = multiboot.place(image_end, guest.memory, usable_top(StartMode.PROTECTED, guest.memory),
+                             spec.cmdline, modules, where)
+    segments = kernel.segments + tuple(Segment(address, data) for address, data in placed.segments)
+    return GuestImage(segments, kernel.entry, StartMode.PROTECTED,
+                      (("rax", hw.MULTIBOOT_BOOTLOADER_MAGIC), ("rbx", placed.info)))
 
 
 def _flat(spec: FlatImage, mode: StartMode | None, where: str) -> GuestImage:

@@ -154,8 +154,10 @@ def hv_record(layout: Layout) -> bytes:
     return HV.pack(vmxon_region=layout.rwdata.get("vmxon", 0))
 
 
-def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int) -> bytes:
-    """A guest's record as the guest starts: also what a restart copies back."""
+def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int,
+                 registers: tuple[tuple[str, int], ...] = ()) -> bytes:
+    """A guest's record as the guest starts: also what a restart copies back.
+    `registers`: general registers the image starts with (multiboot: EAX, EBX)."""
     uart_reset = bytes([0, 0, hw.UART_IIR_NO_INTERRUPT, hw.UART_LCR_8N1, 0,
                         hw.UART_LSR_THRE | hw.UART_LSR_TEMT, hw.UART_MSR_IDLE, 0])
     restart = guest.restart
@@ -166,7 +168,7 @@ def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int) -> bytes
                       max_restarts=max_restarts, memory_base=guest.memory_base,
                       memory_size=guest.memory_size, restart_image=restart.image if restart else 0,
                       restart_record=restart.record if restart else 0,
-                      restart_vmcb=restart.vmcb or 0 if restart else 0)
+                      restart_vmcb=restart.vmcb or 0 if restart else 0, **dict(registers))
 
 
 SYMTAB_ENTRY_SIZE = 16

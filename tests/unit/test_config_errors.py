@@ -52,6 +52,14 @@ CASES = {
                                  "hv.toml: guest[0].flat: segment [0xfff0, 0x10010) lies outside its memory"),
     "not an ELF file": ("[[guest]]\nname = 'a'\nelf = 'blob.bin'\n", "hv.toml: guest[0].elf: blob.bin: not a valid ELF file"),
     "not TOML": ("[[guest]\n", "hv.toml: not valid TOML"),
+    "command line for an ELF guest": ("[[guest]]\nname = 'a'\nelf = 'blob.bin'\ncmdline = 'x'\n",
+                                      "hv.toml: guest[0].cmdline: only valid for a guest with multiboot image"),
+    "multiboot module missing": ("[[guest]]\nname = 'a'\nmultiboot = 'blob.bin'\nmodules = ['gone.bin']\n",
+                                 "hv.toml: guest[0].modules[0]: no such file: gone.bin"),
+    "multiboot kernel in real mode": ("[[guest]]\nname = 'a'\nmultiboot = 'blob.bin'\nmode = 'real'\n",
+                                      "hv.toml: guest[0].mode: a multiboot kernel starts in 'protected' mode"),
+    "multiboot file without a header": ("[[guest]]\nname = 'a'\nmultiboot = 'blob.bin'\n",
+                                        "hv.toml: guest[0].multiboot: blob.bin: no multiboot header"),
 }
 
 
@@ -72,6 +80,29 @@ def test_bad_config_gives_one_line_exit_2_and_no_output(tmp_path, case):
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"hvbuild: error: {expected}"), lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_multiboot_kernel_that_needs_a_video_mode_is_refused(tmp_path):
+    import struct
+    magic, flags = 0x1BADB002, 0x4                   # bit 2: the kernel requires a video mode
+    (tmp_path / "video.bin").write_bytes(bytes(64) + struct.pack("<III", magic, flags, -(magic + flags) & 0xFFFFFFFF))
+    done = run_hvbuild(tmp_path, "[[guest]]\nname = 'a'\nmultiboot = 'video.bin'\n")
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("hvbuild: error: hv.toml: guest[0].multiboot: video.bin: the kernel requires "
+                                   "multiboot features this loader lacks (header flags 0x4; video modes are "
+                                   "not offered)")
+
+
+def test_a_multiboot_kernel_and_modules_beyond_memory_are_refused(tmp_path):
+    from harness import binutils_guest
+    kernel = binutils_guest(tmp_path, "multiboot_kernel.S", bits=32, link_address=0x100000)
+    (tmp_path / "big.bin").write_bytes(bytes(3 * 1024 * 1024))
+    done = run_hvbuild(tmp_path, f"[[guest]]\nname = 'a'\nmemory = '4M'\nmultiboot = '{kernel}'\n"
+                                 "modules = ['big.bin']\n")
+    assert done.returncode == 2
+    assert done.stderr.startswith("hvbuild: error: hv.toml: guest[0].multiboot: the kernel, its modules and "
+                                  "the boot information need 0x")
+    assert done.stderr.rstrip().endswith("tables ends at 0x3ff000")
 
 
 def test_an_elf_segment_outside_guest_memory_is_refused(tmp_path):
