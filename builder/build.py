@@ -239,7 +239,8 @@ def _place_static_data(memory: _Memory, config: Config, layout: Layout, labels: 
     memory.place(rw["tss"], tables.tss(layout))
     memory.place(rw["hv"], tables.hv_record(layout))
     for guest, guest_config, image in zip(layout.guests, config.guests, images):
-        record = tables.guest_record(layout, guest, guest_config.max_restarts, image.registers)
+        record = tables.guest_record(layout, guest, guest_config.max_restarts, image.registers,
+                                     guest_config.expect_exit)
         memory.place(guest.record, record)
         if guest.restart is not None:
             memory.place(guest.restart.record, record)

@@ -93,6 +93,7 @@ class GuestConfig:
     mode: StartMode | None      # None: taken from the image (ELF class, builtin)
     on_fault: str = "stop"      # one of FAULT_POLICIES
     max_restarts: int = 0       # restarts allowed with on_fault = "restart"
+    expect_exit: int | None = None  # the exit code hvrun's verdict expects, if any
 
     @property
     def restartable(self) -> bool:
@@ -183,7 +184,7 @@ def _parse_hypervisor(raw: dict[str, Any], where: str) -> HypervisorConfig:
 def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig:
     _check_keys(raw, {"name", "memory", "builtin", "elf", "flat", "multiboot", "load_address",
                       "entry", "mode", "heartbeats", "on_fault", "max_restarts", "cmdline",
-                      "modules"}, where)
+                      "modules", "expect_exit"}, where)
     if "name" not in raw:
         raise BuildError(f"{where}.name", "missing: every guest needs a name")
     name = raw["name"]
@@ -208,7 +209,10 @@ def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig
         _check_int(max_restarts, f"{where}.max_restarts", 1, MAX_RESTARTS_LIMIT)
     elif "max_restarts" in raw:
         raise BuildError(f"{where}.max_restarts", "only valid with on_fault = \"restart\"")
-    return GuestConfig(name, memory, image, mode, on_fault, max_restarts)
+    expect_exit = raw.get("expect_exit")
+    if expect_exit is not None:
+        _check_int(expect_exit, f"{where}.expect_exit", 0, (1 << 63) - 1)
+    return GuestConfig(name, memory, image, mode, on_fault, max_restarts, expect_exit)
 
 
 def _parse_image(raw: dict[str, Any], where: str, base_dir: Path,

@@ -287,6 +287,49 @@ def _drain_bochs_screen(log: Path, process: subprocess.Popen) -> None:
         os.close(fd)
 
 
+# The hypervisor's summary line of a guest (hv/core/sched.s.j2).
+SUMMARY = re.compile(r"\[hv\] summary: (?P<name>\S+) (?:exited with code (?P<code>\d+)"
+                     r"|stopped by the hypervisor: (?P<reason>.+?))"
+                     r"(?: \(expected exit code (?P<expected>\d+)\))?(?:, restarted \d+ times)?"
+                     r", (?P<exits>\d+) VM exits, ")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    guest: str
+    ended: str                  # "exited" or "stopped: <reason>"
+    code: int | None
+    expected: int | None
+    exits: int
+
+    @property
+    def passed(self) -> bool:
+        return self.expected is None or self.code == self.expected
+
+
+def verdicts(lines: list[str]) -> list[Verdict]:
+    """One verdict per guest, from the hypervisor's summary lines."""
+    found = []
+    for match in filter(None, map(SUMMARY.match, lines)):
+        code = int(match["code"]) if match["code"] is not None else None
+        found.append(Verdict(match["name"], "exited" if code is not None else f"stopped: {match['reason']}",
+                             code, int(match["expected"]) if match["expected"] else None,
+                             int(match["exits"])))
+    return found
+
+
+def verdict_table(found: list[Verdict]) -> str:
+    """The table hvrun prints when a config expects exit codes."""
+    rows = [("guest", "how it ended", "status", "expected", "exits", "verdict")]
+    for v in found:
+        rows.append((v.guest, v.ended, "-" if v.code is None else str(v.code),
+                     "-" if v.expected is None else str(v.expected), str(v.exits),
+                     "-" if v.expected is None else ("ok" if v.passed else "FAILED")))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hvrun", description="Boot an hvbuild image in an emulator.")
     parser.add_argument("image", type=Path, nargs="?", default=Path("build/hv.elf"),
@@ -318,6 +361,14 @@ def main(argv: list[str] | None = None) -> int:
     if any(line.startswith(FAILURE_PREFIXES) for line in console.lines):
         print("hvrun: the hypervisor could not run the guests", file=sys.stderr)
         return 1
+    found = verdicts(console.lines)
+    if any(v.expected is not None for v in found):
+        print("\nhvrun: verdicts\n" + verdict_table(found), flush=True)
+        failed = [v.guest for v in found if not v.passed]
+        if failed:
+            print(f"hvrun: {len(failed)} guest(s) did not end as expected: {', '.join(failed)}",
+                  file=sys.stderr)
+            return 1
     return 0
 
 

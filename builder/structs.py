@@ -78,10 +78,12 @@ GUEST = Record("GUEST", [
     Field("restart_image", 8),   # host-physical copy of that memory as built
     Field("restart_record", 8),  # this record as built
     Field("restart_vmcb", 8),    # SVM: the VMCB as built
+    Field("expect_exit", 8),     # the exit code the config expects (hvrun's verdict)
     # The state the VM entry and exit leave alone (builder/vcpu.py)
     *(Field(name, size) for name, size in vcpu.record_fields()),
     Field("state", 1),
     Field("launched", 1),
+    Field("expects_exit", 1),    # non-zero: the config gave expect_exit
     Field("line_length", 1),
     Field("uart_divisor_low", 1),   # divisor latch, read back by drivers that probe it
     Field("uart_divisor_high", 1),

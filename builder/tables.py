@@ -155,7 +155,7 @@ def hv_record(layout: Layout) -> bytes:
 
 
 def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int,
-                 registers: tuple[tuple[str, int], ...] = ()) -> bytes:
+                 registers: tuple[tuple[str, int], ...] = (), expect_exit: int | None = None) -> bytes:
     """A guest's record as the guest starts: also what a restart copies back.
     `registers`: general registers the image starts with (multiboot: EAX, EBX)."""
     uart_reset = bytes([0, 0, hw.UART_IIR_NO_INTERRUPT, hw.UART_LCR_8N1, 0,
@@ -168,7 +168,8 @@ def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int,
                       max_restarts=max_restarts, memory_base=guest.memory_base,
                       memory_size=guest.memory_size, restart_image=restart.image if restart else 0,
                       restart_record=restart.record if restart else 0,
-                      restart_vmcb=restart.vmcb or 0 if restart else 0, **dict(registers))
+                      restart_vmcb=restart.vmcb or 0 if restart else 0, **dict(registers),
+                      expects_exit=int(expect_exit is not None), expect_exit=expect_exit or 0)
 
 
 SYMTAB_ENTRY_SIZE = 16

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from harness import build_image
+from harness import binutils_guest, build_image, guest_table
 
 from builder.config import DEFAULT_CONFIG
 from builder.run import kvm_nested_backend
@@ -42,3 +42,32 @@ def test_hvrun_refuses_a_missing_image(tmp_path):
     done = hvrun(tmp_path / "nothing.elf")
     assert done.returncode == 2
     assert done.stderr.strip() == f"hvrun: error: {tmp_path / 'nothing.elf'}: no such image (run hvbuild first)"
+
+
+def verdict_config(tmp_path, expected_triple_fault_code):
+    hello = binutils_guest(tmp_path, "elf32_hello.S", bits=32)                 # exits with code 7
+    crash = binutils_guest(tmp_path, "misbehave.S", bits=32, defines=("TRIPLE_FAULT",))
+    return (guest_table("hello", "64K", elf=hello, expect_exit=7)
+            + guest_table("beats", "128K", builtin="heartbeat", heartbeats=1, expect_exit=0)
+            + guest_table("crash", "64K", elf=crash, **({"expect_exit": expected_triple_fault_code}
+                                                       if expected_triple_fault_code is not None else {})))
+
+
+def test_hvrun_prints_a_verdict_table_and_fails_when_a_guest_ends_otherwise(tmp_path):
+    elf = build_image(tmp_path, verdict_config(tmp_path, 0))
+    done = hvrun(elf, "--target", "qemu")
+    assert done.returncode == 1, done.stderr
+    table = done.stdout.split("hvrun: verdicts\n")[1].splitlines()
+    assert [row.split()[0] for row in table] == ["guest", "hello", "beats", "crash"]
+    assert table[1].split() == ["hello", "exited", "7", "7", table[1].split()[4], "ok"]
+    assert table[2].split()[1:4] == ["exited", "0", "0"] and table[2].split()[-1] == "ok"
+    assert table[3].split()[:5] == ["crash", "stopped:", "SHUTDOWN", "-", "0"] and table[3].endswith("FAILED")
+    assert "hvrun: 1 guest(s) did not end as expected: crash" in done.stderr
+
+
+def test_hvrun_passes_when_every_expected_exit_code_is_met(tmp_path):
+    elf = build_image(tmp_path, verdict_config(tmp_path, None))
+    done = hvrun(elf, "--target", "qemu")
+    assert done.returncode == 0, done.stderr
+    table = done.stdout.split("hvrun: verdicts\n")[1].splitlines()
+    assert table[3].split()[-1] == "-"          # no expectation: no verdict

@@ -38,6 +38,8 @@ CASES = {
                              "hv.toml: guest[0].on_fault: 'reboot' is not one of ['stop', 'restart']"),
     "restart limit without restarts": (GOOD_GUEST + "max_restarts = 3\n",
                                        "hv.toml: guest[0].max_restarts: only valid with on_fault = \"restart\""),
+    "expected exit code not a number": (GOOD_GUEST + "expect_exit = 'zero'\n",
+                                        "hv.toml: guest[0].expect_exit: must be an integer, not str"),
     "restart limit of zero": (GOOD_GUEST + "on_fault = 'restart'\nmax_restarts = 0\n",
                               "hv.toml: guest[0].max_restarts: 0 is out of range"),
     "unknown builtin": (GOOD_GUEST.replace('"heartbeat"', '"tetris"'), "hv.toml: guest[0].builtin: unknown builtin guest 'tetris'"),
