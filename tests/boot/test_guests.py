@@ -176,3 +176,12 @@ def test_a_host_interrupt_is_ended_on_the_controller_that_delivered_it(tmp_path,
     assert len(interrupts) >= 3 and set(interrupts) == {"[hv] external interrupt, vector 0x20"}
     assert guest_lines(lines, "alpha") == ["computed with interrupts on"]
     assert "[hv] alpha exited with code 0" in lines
+
+
+@pytest.mark.parametrize("width, code", [((), 42), (("WORD",), 0x1234), (("DWORD",), 0x12345678)])
+def test_a_write_to_the_debug_exit_port_ends_that_guest_with_its_value(tmp_path, target, width, code):
+    guest = binutils_guest(tmp_path, "debug_exit.S", bits=32, defines=width)
+    lines = boot_to_end(build_image(tmp_path, guest_table("dx", "64K", elf=guest) + HEARTBEAT_WITNESS), target)
+    assert guest_lines(lines, "dx") == ["ending through port 0xf4"]
+    assert f"[hv] dx exited with code {code}" in lines
+    assert witness_ran_to_the_end(lines)

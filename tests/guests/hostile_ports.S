@@ -2,7 +2,7 @@
 # machine or an emulator.  Each line it prints is a result:
 #   ports: 65536 read, N not 0xff outside COM1
 #   ports: COM1 reads 0x.. (its eight registers, 0x3F8-0x3FF)
-#   ports: 65528 written with 0xfe (all but COM1)
+#   ports: 65527 written with 0xfe (all but COM1 and the debug-exit port)
 #   ports: COM1 scratch reads back 0x5a
 #   ports: wrote V to P, still running      (a reset, exit or shutdown port)
 #   ports: ACPI PM: W word writes, R word reads not 0xffff, D dword reads not 0xffffffff
@@ -91,10 +91,13 @@ com1_read:
     say "\n"
 
 # Write SWEEP_VALUE to every port but COM1 (whose THR would print it and
-# whose LCR would change the line format).
+# whose LCR would change the line format) and the debug-exit port (a write
+# there ends the guest: README, "The guest's view").
     xor r12d, r12d
     xor r13d, r13d                            # ports written
 write_port:
+    cmp r12d, QEMU_DEBUG_EXIT
+    je write_next
     cmp r12d, COM1
     jb write_out
     cmp r12d, COM1_LAST
@@ -110,7 +113,7 @@ write_next:
     jb write_port
     say "ports: "
     say_dec r13
-    say " written with 0xfe (all but COM1)\n"
+    say " written with 0xfe (all but COM1 and the debug-exit port)\n"
 
     mov dx, COM1_SCR
     mov al, SCRATCH_VALUE
@@ -126,8 +129,6 @@ write_next:
     poke RESET_CONTROL, RESET_CONTROL_SOFT
     poke RESET_CONTROL, RESET_CONTROL_HARD
     poke SYSTEM_CONTROL_A, FAST_RESET
-    poke QEMU_DEBUG_EXIT, 0x00
-    poke QEMU_DEBUG_EXIT, 0x01
     poke DEBUG_EXIT_ALTERNATE, 0x00
     poke QEMU_DEBUGCON, 'X'
     poke BOCHS_E9, 'X'
