@@ -18,6 +18,8 @@ import random
 import capstone
 from capstone import x86
 
+from builder import hw
+
 # Opcode starts that reach the hypervisor or privileged state: system
 # instruction groups, control and debug registers, MSRs, CPUID, port I/O,
 # HLT, software interrupts, segment loads, flags, x87/SSE/AVX/EVEX state.
@@ -53,6 +55,9 @@ def acceptable(instruction) -> bool:
     if (instruction.mnemonic == "mov" and operands and operands[0].type == x86.X86_OP_REG
             and operands[0].reg in SYSTEM_REGISTERS):
         return False
+    if (instruction.mnemonic == "out" and operands and operands[0].type == x86.X86_OP_IMM
+            and operands[0].imm == hw.QEMU_DEBUG_EXIT_PORT):
+        return False                        # it would end the attacker (README: debug exit)
     return not any(operand.type == x86.X86_OP_MEM and operand.mem.base == x86.X86_REG_RIP
                    for operand in operands)
 
