@@ -37,7 +37,6 @@ HV_FEATURE_VMMCALL = bit(0)               # hypercalls use VMMCALL (AMD), not VM
 CPUID_HV_SIGNATURE = b"HVBUILD  VMM"      # 12 bytes returned in EBX, ECX, EDX of 0x40000000
 CPUID_1_ECX_XSAVE = bit(26)
 CPUID_1_ECX_OSXSAVE_BIT = 27              # reflects CR4.OSXSAVE
-CPUID_1_EDX_FXSR = bit(24)
 CPUID_1_EDX_APIC = bit(9)
 CPUID_MONITOR_LEAF = 0x5
 CPUID_THERMAL_LEAF = 0x6
@@ -48,8 +47,11 @@ CPUID_XSAVE_LEAF = 0xD                    # SDM Vol. 1 13.2: subleaf 0 EAX/EDX =
                                           # EBX = XSAVE area size for those XCR0 enables
 CPUID_XSAVE_FIRST_COMPONENT_SUBLEAF = 2   # subleaf i >= 2 describes state component i
 CPUID_XSAVE_LAST_COMPONENT_SUBLEAF = 63
-CPUID_EXT_MAX_LEAF = 0x80000000
-CPUID_80000008_LEAF = 0x80000008
+CPUID_RDT_ALLOCATION_LEAF = 0x10
+CPUID_SGX_LEAF = 0x12
+CPUID_PROCESSOR_TRACE_LEAF = 0x14
+CPUID_ADDRESS_SIZES_LEAF = 0x80000008     # AMD: EBX holds the speculation-control features
+CPUID_SEV_LEAF = 0x8000001F               # AMD APM Vol. 3: memory encryption
 
 # --- Control registers (SDM Vol. 3A 2.5) ----------------------------------
 CR0_PE = bit(0)
@@ -59,10 +61,6 @@ CR0_WP = bit(16)
 CR0_NW = bit(29)
 CR0_CD = bit(30)
 CR0_PG = bit(31)
-CR0_MP = bit(1)
-CR0_EM = bit(2)
-CR0_TS = bit(3)
-CR0_AM = bit(18)
 CR0_HIGH_RESERVED = 0xFFFFFFFF00000000    # MOV to CR0 with any of these set: #GP
 CR4_PAE = bit(5)
 CR4_OSFXSR = bit(9)
@@ -72,7 +70,6 @@ CR4_VMXE = bit(CR4_VMXE_BIT)
 CR4_OSXSAVE_BIT = 18
 CR4_OSXSAVE = bit(CR4_OSXSAVE_BIT)
 CR4_PKE_BIT = 22
-CR4_PKE = bit(CR4_PKE_BIT)
 CR8_RESERVED = ~0xF & (1 << 64) - 1       # SDM Vol. 3A 10.8.6.1: CR8 holds TPR bits 7:4 in 3:0
 
 # --- Debug registers (SDM Vol. 3B 17.2) --------------------------------------
@@ -83,8 +80,6 @@ XCR_XFEATURE_ENABLED_MASK = 0             # XCR0: the only XCR
 XFEATURE_X87 = bit(0)
 XFEATURE_SSE = bit(1)
 XFEATURE_AVX = bit(2)
-XFEATURE_BNDREGS = bit(3)
-XFEATURE_BNDCSR = bit(4)
 XFEATURE_OPMASK = bit(5)
 XFEATURE_ZMM_HI256 = bit(6)
 XFEATURE_HI16_ZMM = bit(7)
@@ -471,6 +466,8 @@ CR_QUAL_ACCESS_MOV_TO_CR = 0
 CR_QUAL_ACCESS_MOV_FROM_CR = 1
 CR_QUAL_REGISTER_SHIFT = 8
 CR_QUAL_REGISTER_MASK = 0xF
+CR_NUMBER_CR4 = 4                         # the qualification's control-register numbers
+CR_NUMBER_CR8 = 8
 GPR_INDEX_RSP = 4                         # SDM Vol. 2A table 2-2: the register numbers
 # Segment access rights: the DPL (SDM Vol. 3C 25.4.1); SS.DPL is the CPL
 AR_DPL_SHIFT = 5
