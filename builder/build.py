@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import cpuid, elf, hw, isolation, msrs, paging, svm, tables, vcpu, vmcs
+from builder import cpuid, devices, elf, hw, isolation, msrs, paging, svm, tables, vcpu, vmcs
 from builder.assemble import assemble
 from builder.config import Config
 from builder.errors import BuildError
@@ -79,7 +79,7 @@ def panic_frame_offsets() -> dict[str, int]:
 def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     """Every number the hypervisor templates may use, by name."""
     constants = {**hw.asm_constants(), **GUEST.asm_constants(), **HV.asm_constants(),
-                 **CAPS.asm_constants()}
+                 **CAPS.asm_constants(), **devices.asm_constants()}
     constants.update({f"LAYOUT_{name.upper()}": address for name, address in
                       {**layout.rodata, **layout.rwdata}.items()})
     # keystone keeps one symbol of [A + B] (see builder.assemble), so each
@@ -119,7 +119,7 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         **panic_frame_offsets(),
         GUEST_RUNNABLE=GUEST_RUNNABLE, GUEST_EXITED=GUEST_EXITED, GUEST_STOPPED=GUEST_STOPPED,
         TIME_SLICE_CYCLES=config.hypervisor.time_slice,
-        TIME_SLICE_TIMES_CALIBRATION_TICKS=config.hypervisor.time_slice * hw.PIT_CALIBRATION_TICKS,
+        TIME_SLICE_TIMES_PIT_HZ=config.hypervisor.time_slice * hw.PIT_FREQUENCY_HZ,
         MSR_TABLE_COUNT=len(msrs.EMULATED_MSRS),
         MSR_IN_HARDWARE=msrs.IN_HARDWARE,
         LAYOUT_CPUID_TABLE_END=layout.rodata["cpuid_table"] + cpuid.TABLE_COUNT * cpuid.ENTRY_SIZE,
@@ -149,7 +149,7 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
 def render_hypervisor(config: Config, layout: Layout, test_hooks: frozenset[str]) -> str:
     """The hypervisor's whole assembly source, constants first."""
     return render(HV_TEMPLATE, asm_constants(config, layout), layout=layout,
-                  backends=layout.backends,
+                  backends=layout.backends, port_devices=devices.PORT_DEVICES,
                   vcpu_state={backend: vcpu.switched(backend) for backend in layout.backends},
                   vcpu_dump=[item for item in vcpu.STATE if item.access is not vcpu.Access.FPU],
                   exception_names=hw.EXCEPTION_NAMES,

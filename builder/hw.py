@@ -205,6 +205,7 @@ OPCODE_JMP_FAR = 0xEA                     # JMP ptr16:32 (SDM Vol. 2A, JMP)
 
 # --- Legacy devices (PC/AT and 16550 data sheets) --------------------------
 PORT_UNCLAIMED_VALUE = 0xFFFFFFFF         # what a read of a port nobody decodes returns
+PORT_LAST = 0xFFFF                        # the I/O address space is 64 KiB (SDM Vol. 1 18.2)
 COM1_BASE = 0x3F8
 UART_PORT_COUNT = 8
 UART_THR = 0          # transmit holding (write), receive buffer (read); DLL when DLAB=1
@@ -248,6 +249,7 @@ PIT_CHANNEL2_ONE_SHOT = 0xB0              # channel 2, lobyte/hibyte, mode 0
 PIT_COUNT_MIN = 2
 PIT_COUNT_MAX = 0xFFFF
 PIT_CALIBRATION_TICKS = 11932             # 10 ms of PIT time
+HZ_PER_KHZ = 1000
 SYSTEM_CONTROL_B = 0x61
 SYSTEM_CONTROL_B_GATE2 = bit(0)
 SYSTEM_CONTROL_B_SPEAKER = bit(1)

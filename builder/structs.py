@@ -111,6 +111,7 @@ HV = Record("HV", [
     Field("features", 8),          # HV_FEATURE_* bits the guests see at CPUID 0x40000001
     Field("emulator", 8),          # non-zero: the firmware is an emulator's (power_off)
     Field("lapic_mode", 8),        # LAPIC_MODE_*: where an EOI for the local APIC goes
+    Field("tsc_hz", 8),            # the TSC's rate, measured against the PIT at boot
     # The backend chosen at boot, as the core calls it (hv/core/arch.s.j2)
     Field("arch_run_guest", 8),
     Field("arch_resume_guest", 8),
