@@ -41,8 +41,10 @@ from builder.structs import (
     GUEST_EXITED,
     GUEST_LINE_SIZE,
     GUEST_RUNNABLE,
+    GUEST_SLEEPING,
     GUEST_STOPPED,
     HV,
+    PIT_CHANNEL,
     SAVED_REGISTERS,
 )
 
@@ -91,6 +93,8 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
             address = layout.rwdata["caps"] + CAPS.size * kind + offset
             constants[f"CAPS_{kind.name}_{name.upper()}_ADDR"] = address
     constants["GUEST_UART_LCR"] = GUEST.offsets["uart_regs"] + hw.UART_LCR
+    constants["GUEST_PIT_CHANNEL0_NEXT_EDGE"] = GUEST.offsets["pit"] + PIT_CHANNEL.offsets["next_edge"]
+    constants["GUEST_PIT_CHANNEL2"] = GUEST.offsets["pit"] + 2 * PIT_CHANNEL.size
     constants.update({f"LAYOUT_SVM_{name.upper()}": address for name, address in layout.svm.items()})
     # The VMCB's guest RAX, seen from the end of a guest record's register
     # area (where RSP points around VMRUN: hv/svm/entry.s.j2).
@@ -118,8 +122,8 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         GUEST_REGISTERS_SIZE=8 * len(SAVED_REGISTERS),
         **panic_frame_offsets(),
         GUEST_RUNNABLE=GUEST_RUNNABLE, GUEST_EXITED=GUEST_EXITED, GUEST_STOPPED=GUEST_STOPPED,
+        GUEST_SLEEPING=GUEST_SLEEPING,
         TIME_SLICE_CYCLES=config.hypervisor.time_slice,
-        TIME_SLICE_TIMES_PIT_HZ=config.hypervisor.time_slice * hw.PIT_FREQUENCY_HZ,
         MSR_TABLE_COUNT=len(msrs.EMULATED_MSRS),
         MSR_IN_HARDWARE=msrs.IN_HARDWARE,
         LAYOUT_CPUID_TABLE_END=layout.rodata["cpuid_table"] + cpuid.TABLE_COUNT * cpuid.ENTRY_SIZE,

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from builder import hw
+from builder.structs import NO_DEADLINE, PIC, PIT_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,40 @@ class PortDevice:
 PORT_DEVICES: tuple[PortDevice, ...] = (
     PortDevice("com1", hw.COM1_BASE, hw.UART_PORT_COUNT, "guest_uart_read", "guest_uart_write",
                "COM1, a 16550 UART: the guest's console"),
+    PortDevice("pic_master", hw.PIC_MASTER_CMD, 2, "guest_pic_master_read", "guest_pic_master_write",
+               "8259A interrupt controller, master (IRQ 0-7)"),
+    PortDevice("pic_slave", hw.PIC_SLAVE_CMD, 2, "guest_pic_slave_read", "guest_pic_slave_write",
+               "8259A interrupt controller, slave (IRQ 8-15, cascaded on IRQ 2)"),
+    PortDevice("pit", hw.PIT_CHANNEL0, 4, "guest_pit_read", "guest_pit_write",
+               "8254 timer: channel 0 on IRQ 0, channel 2 gated by port 0x61"),
+    PortDevice("port_b", hw.SYSTEM_CONTROL_B, 1, "guest_port_b_read", "guest_port_b_write",
+               "system control port B: PIT channel 2 gate and output, speaker bit"),
+    PortDevice("elcr", hw.ELCR_MASTER, 2, "guest_elcr_read", "guest_elcr_write",
+               "edge/level control of the 8259A pair (stored)"),
     PortDevice("debug_exit", hw.QEMU_DEBUG_EXIT_PORT, 1, None, "guest_debug_exit",
                "debug exit (QEMU's isa-debug-exit): a write of V ends the guest with exit code V"),
 )
+
+# The 8259A pair as a PC's firmware leaves it (IBM PC/AT BIOS: IRQ 0-7 at
+# vectors 0x08-0x0F, IRQ 8-15 at 0x70-0x77, 8086 mode), every input masked
+# but the cascade.  The 8254's counters start unprogrammed (its data sheet
+# leaves them undefined at power-on): nothing ticks until the guest loads a
+# count, so a guest that never uses the PIT costs no timer exits.
+PIC_MASTER_RESET_VECTOR = 0x08
+PIC_SLAVE_RESET_VECTOR = 0x70
+PIC_MASTER_RESET_IMR = 0xFF & ~(1 << hw.PIC_CASCADE_IRQ)
+PIC_SLAVE_RESET_IMR = 0xFF
+
+
+def reset_fields() -> dict[str, int | bytes]:
+    """The device state of a guest's record as the guest starts."""
+    master = PIC.pack(vector=PIC_MASTER_RESET_VECTOR, imr=PIC_MASTER_RESET_IMR, icw4=hw.PIC_ICW4_8086,
+                      icw1=hw.PIC_ICW1_INIT & ~hw.PIC_ICW1_SNGL)
+    slave = PIC.pack(vector=PIC_SLAVE_RESET_VECTOR, imr=PIC_SLAVE_RESET_IMR, icw4=hw.PIC_ICW4_8086,
+                     icw1=hw.PIC_ICW1_INIT & ~hw.PIC_ICW1_SNGL)
+    channel = PIT_CHANNEL.pack(next_edge=NO_DEADLINE, reload=hw.PIT_COUNT_RANGE, access=hw.PIT_ACCESS_WORD)
+    return {"pic_master": master, "pic_slave": slave, "pit": channel * hw.PIT_CHANNELS,
+            "timer_deadline": NO_DEADLINE}
 
 
 def check(devices: tuple[PortDevice, ...] = PORT_DEVICES) -> None:
@@ -57,7 +89,7 @@ def check(devices: tuple[PortDevice, ...] = PORT_DEVICES) -> None:
 
 
 def asm_constants() -> dict[str, int]:
-    names = {}
+    names = {**PIC.asm_constants(), **PIT_CHANNEL.asm_constants(), "NO_DEADLINE": NO_DEADLINE}
     for device in PORT_DEVICES:
         names[f"DEVICE_{device.name.upper()}_FIRST"] = device.first
         names[f"DEVICE_{device.name.upper()}_COUNT"] = device.count

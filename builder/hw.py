@@ -95,6 +95,7 @@ MXCSR_RESET = 0x1F80                      # SDM Vol. 1 10.2.3.1: all exceptions 
 # --- RFLAGS (SDM Vol. 1 3.4.3) ---------------------------------------------
 RFLAGS_RESERVED_1 = bit(1)
 RFLAGS_TF = bit(8)                        # single-step: a #DB trap after each instruction
+RFLAGS_IF = bit(9)                        # maskable interrupts enabled
 DR6_BS = bit(14)                          # SDM Vol. 3B 17.2.3: the #DB was a single step
 
 # --- MSRs (SDM Vol. 4, chapter 2) -----------------------------------------
@@ -202,6 +203,7 @@ DR7_RESET = 0x400                         # SDM Vol. 3B 17.2.4: DR7 after reset
 
 # --- Instruction encodings keystone gets wrong (platform notes) --------------
 OPCODE_JMP_FAR = 0xEA                     # JMP ptr16:32 (SDM Vol. 2A, JMP)
+OPCODE_HLT = 0xF4
 
 # --- Legacy devices (PC/AT and 16550 data sheets) --------------------------
 PORT_UNCLAIMED_VALUE = 0xFFFFFFFF         # what a read of a port nobody decodes returns
@@ -238,22 +240,82 @@ PIC_ICW3_MASTER = 1 << 2                  # ICW3: the slave on IRQ 2
 PIC_ICW3_SLAVE = 2
 PIC_ICW4_8086 = 0x01
 PIC_MASTER_IRQ0_ONLY = 0xFE               # OCW1 of the test hook that lets the PIT through
+# The guest's 8259A pair (8259A data sheet, "Programming the 8259A"):
+# bit 4 of a command-port write tells ICW1 from an OCW; bit 3 tells OCW3
+# from OCW2.
+PIC_ICW1 = bit(4)
+PIC_ICW1_IC4 = bit(0)                     # ICW4 follows
+PIC_ICW1_SNGL = bit(1)                    # single: no ICW3
+PIC_ICW2_VECTOR_MASK = 0xF8               # T7-T3; the IRQ fills bits 2:0
+PIC_ICW4_AEOI = bit(1)
+PIC_OCW3 = bit(3)
+PIC_OCW3_READ_REGISTER = bit(1)           # RR: bit 0 (RIS) picks IRR or ISR
+PIC_OCW3_READ_ISR = bit(0)
+PIC_OCW3_POLL = bit(2)
+PIC_OCW2_COMMAND_SHIFT = 5
+PIC_OCW2_LEVEL_MASK = 7
+PIC_OCW2_EOI = 1                          # R SL EOI = 001: non-specific EOI
+PIC_OCW2_SPECIFIC_EOI = 3                 # 011
+PIC_OCW2_ROTATE_EOI = 5                   # 101: rotate on non-specific EOI
+PIC_OCW2_ROTATE_SPECIFIC_EOI = 7          # 111: rotate on specific EOI
+PIC_POLL_INTERRUPT = bit(7)               # poll word: I, then the level in bits 2:0
+PIC_CASCADE_IRQ = 2                       # the slave's INT drives the master's IR2
+PIC_CASCADE_REQUEST = bit(PIC_CASCADE_IRQ)
+PIC_IRQS = 8
+PIC_SPURIOUS_IRQ = 7                      # INTA with no request: IR7's vector, no ISR bit
+ELCR_MASTER = 0x4D0                       # edge/level control (PIIX/ICH ELCR1, ELCR2)
+ELCR_MASTER_WRITABLE = 0xF8               # IRQ 0, 1, 2 are always edge (PIIX4 ELCR1)
+ELCR_SLAVE_WRITABLE = 0xDE                # IRQ 8 and 13 are always edge (ELCR2)
+ISA_IRQS = 16
 # 8254 PIT (Intel 82C54 data sheet): channel 0 drives IRQ 0, channel 2 is
 # gated and read back through port 0x61 (PC/AT system control port B).
 PIT_FREQUENCY_HZ = 1193182
 PIT_CHANNEL0 = 0x40
 PIT_CHANNEL2 = 0x42
 PIT_COMMAND = 0x43
-PIT_CHANNEL0_RATE_GENERATOR = 0x34        # channel 0, lobyte/hibyte, mode 2
 PIT_CHANNEL2_ONE_SHOT = 0xB0              # channel 2, lobyte/hibyte, mode 0
-PIT_COUNT_MIN = 2
 PIT_COUNT_MAX = 0xFFFF
 PIT_CALIBRATION_TICKS = 11932             # 10 ms of PIT time
+PIT_CHANNEL0_ONE_SHOT = 0x30              # channel 0, lobyte/hibyte, mode 0 (the idle wake-up)
+# The 8254's programming model (82C54 data sheet, "Control Word Format",
+# "Read-Back Command", "Status Byte").
+PIT_CHANNELS = 3
+PIT_CONTROL_CHANNEL_SHIFT = 6
+PIT_CONTROL_READ_BACK = 3                 # SC1:SC0 = 11
+PIT_CONTROL_ACCESS_SHIFT = 4
+PIT_CONTROL_ACCESS_MASK = 3
+PIT_ACCESS_LATCH = 0                      # counter latch command
+PIT_ACCESS_LOW = 1
+PIT_ACCESS_HIGH = 2
+PIT_ACCESS_WORD = 3                       # low byte, then high byte
+PIT_CONTROL_MODE_SHIFT = 1
+PIT_CONTROL_MODE_MASK = 7
+PIT_CONTROL_BCD = bit(0)
+PIT_MODE_INTERRUPT_ON_TERMINAL_COUNT = 0
+PIT_MODE_ONE_SHOT = 1                     # hardware retriggerable one-shot
+PIT_MODE_RATE_GENERATOR = 2
+PIT_MODE_SQUARE_WAVE = 3
+PIT_MODE_SOFTWARE_STROBE = 4
+PIT_MODE_HARDWARE_STROBE = 5
+PIT_MODE_ALIAS_MASK = 3                   # modes 6 and 7 are 2 and 3
+PIT_READ_BACK_NO_COUNT = bit(5)           # read-back: 0 = latch the counts
+PIT_READ_BACK_NO_STATUS = bit(4)          #            0 = latch the statuses
+PIT_READ_BACK_CHANNELS_SHIFT = 1
+PIT_STATUS_OUTPUT = bit(7)
+PIT_STATUS_NULL_COUNT = bit(6)
+PIT_COUNT_RANGE = 0x10000                 # a count of 0 counts 65,536
+PIT_IRQ = 0                               # ISA IRQ of channel 0
+PIT_COMMAND_OFFSET = PIT_COMMAND - PIT_CHANNEL0
+PIT_STATUS_OUTPUT_BIT = 7
+PIT_ROUND_UP = PIT_FREQUENCY_HZ - 1
 HZ_PER_KHZ = 1000
 SYSTEM_CONTROL_B = 0x61
 SYSTEM_CONTROL_B_GATE2 = bit(0)
 SYSTEM_CONTROL_B_SPEAKER = bit(1)
-SYSTEM_CONTROL_B_OUT2 = bit(5)
+SYSTEM_CONTROL_B_REFRESH = bit(4)         # toggles with DRAM refresh: timing loops watch it
+SYSTEM_CONTROL_B_OUT2_BIT = 5
+SYSTEM_CONTROL_B_OUT2 = bit(SYSTEM_CONTROL_B_OUT2_BIT)
+SYSTEM_CONTROL_B_WRITABLE = SYSTEM_CONTROL_B_GATE2 | SYSTEM_CONTROL_B_SPEAKER
 SYSTEM_CONTROL_B_KEEP = ~(SYSTEM_CONTROL_B_GATE2 | SYSTEM_CONTROL_B_SPEAKER) & 0xFF
 # I/O APIC (Intel 82093AA data sheet), at its usual address; the PC's ISA
 # IRQ 0 (the PIT) arrives at its pin 2 (ACPI MADT interrupt source override).
@@ -349,10 +411,13 @@ class Vmcs(enum.IntEnum):
     VM_ENTRY_CONTROLS = 0x4012
     VM_ENTRY_INTR_INFO_FIELD = 0x4016
     VM_ENTRY_EXCEPTION_ERROR_CODE = 0x4018
+    VM_ENTRY_INSTRUCTION_LEN = 0x401A
     SECONDARY_VM_EXEC_CONTROL = 0x401E
     VM_INSTRUCTION_ERROR = 0x4400
     VM_EXIT_REASON = 0x4402
     VM_EXIT_INTR_INFO = 0x4404
+    IDT_VECTORING_INFO_FIELD = 0x4408
+    IDT_VECTORING_ERROR_CODE = 0x440A
     VM_EXIT_INSTRUCTION_LEN = 0x440C
     GUEST_ES_LIMIT = 0x4800
     GUEST_CS_LIMIT = 0x4802
@@ -416,6 +481,7 @@ class Vmcs(enum.IntEnum):
 # --- VM-execution, exit and entry controls (SDM Vol. 3C 25.6, 25.7, 25.8) ---
 PIN_EXTERNAL_INTERRUPT_EXITING = bit(0)
 PIN_ACTIVATE_PREEMPTION_TIMER = bit(6)
+PROC_INTERRUPT_WINDOW_EXITING_BIT = 2
 PROC_HLT_EXITING = bit(7)
 PROC_MWAIT_EXITING = bit(10)
 PROC_RDPMC_EXITING = bit(11)
@@ -448,6 +514,12 @@ INTR_INFO_VALID = bit(31)
 INTR_INFO_DELIVER_ERROR_CODE_BIT = 11
 INTR_INFO_DELIVER_ERROR_CODE = bit(INTR_INFO_DELIVER_ERROR_CODE_BIT)
 INTR_TYPE_HARDWARE_EXCEPTION = 3 << 8
+INTR_TYPE_EXTERNAL_INTERRUPT = 0 << 8
+INTR_INFO_REINJECT_MASK = 0x80000FFF      # valid, error code, type, vector (bit 12 is undefined)
+INTR_TYPE_MASK = 7 << 8
+INTR_TYPE_SOFTWARE_INTERRUPT = 4 << 8     # these three need the VM-entry instruction
+INTR_TYPE_PRIVILEGED_SOFTWARE_EXCEPTION = 5 << 8   # length when re-injected (SDM Vol. 3C 27.2.4)
+INTR_TYPE_SOFTWARE_EXCEPTION = 6 << 8
 VECTOR_DB = 1
 VECTOR_UD = 6                             # invalid opcode
 VECTOR_DF = 8                             # double fault
@@ -582,8 +654,19 @@ SVM_TLB_CONTROL_NOTHING = 0               # APM 15.16.1
 SVM_TLB_CONTROL_FLUSH_GUEST = 3
 SVM_EVENT_VALID = bit(31)                 # APM 15.20, EVENTINJ
 SVM_INTERRUPT_SHADOW_BIT = 0              # APM 15.21.5: the guest is in an STI or MOV SS shadow
+SVM_INTERRUPT_SHADOW = bit(SVM_INTERRUPT_SHADOW_BIT)
 SVM_EVENT_ERROR_VALID = bit(11)
 SVM_EVENT_TYPE_EXCEPTION = 3 << 8
+SVM_EVENT_TYPE_INTR = 0 << 8
+# V_INTR word (VMCB 0x60, APM 15.21.4): a virtual interrupt request that
+# the guest takes when its RFLAGS.IF and shadow allow; with the VINTR
+# intercept that moment is a #VMEXIT, the interrupt window.
+SVM_V_IRQ_BIT = 8
+SVM_V_INTR_PRIO_HIGHEST = 0xF << 16
+SVM_V_IGN_TPR = bit(20)
+SVM_V_IRQ_WINDOW = bit(SVM_V_IRQ_BIT) | SVM_V_INTR_PRIO_HIGHEST | SVM_V_IGN_TPR
+SVM_V_IRQ_WINDOW_CLEAR = ~(bit(SVM_V_IRQ_BIT) | SVM_V_INTR_PRIO_HIGHEST | SVM_V_IGN_TPR) & 0xFFFFFFFF
+SVM_INTERCEPT_VINTR_BIT = 4               # INTERCEPT_MISC1
 SVM_IOIO_IN = bit(0)                      # APM 15.10.2, EXITINFO1 of IOIO
 SVM_IOIO_STRING = bit(2)
 SVM_IOIO_SIZE_SHIFT = 4                   # bits 4-6: 8-, 16-, 32-bit access, one-hot

@@ -59,6 +59,41 @@ GUEST_LINE_SIZE = 120
 GUEST_RUNNABLE = 0
 GUEST_EXITED = 1        # the guest asked to stop (hypercall exit)
 GUEST_STOPPED = 2       # the hypervisor stopped it (a fault or an unhandled exit)
+GUEST_SLEEPING = 3      # halted with interrupts enabled, until an interrupt is due
+
+NO_DEADLINE = (1 << 64) - 1     # a timer that is not armed: no TSC value reaches it
+
+# One 8259A of a guest's pair (hv/devices/pic.s.j2; 8259A data sheet).
+PIC = Record("PIC_CHIP", [
+    Field("irr", 1),            # interrupt request register
+    Field("isr", 1),            # in-service register
+    Field("imr", 1),            # interrupt mask register (OCW1)
+    Field("vector", 1),         # ICW2: the vector of IR0; IRn gets vector + n
+    Field("init_step", 1),      # 0: initialized; 1, 2, 3: ICW2, ICW3, ICW4 expected next
+    Field("icw1", 1),
+    Field("icw4", 1),
+    Field("read_isr", 1),       # OCW3: a command-port read gives the ISR, not the IRR
+    Field("poll", 1),           # OCW3 poll command: the next command-port read polls
+    Field("elcr", 1),           # edge/level control register (stored; inputs are edges)
+])
+
+# One counter of a guest's 8254 (hv/devices/pit.s.j2; 82C54 data sheet).
+PIT_CHANNEL = Record("PIT_CHANNEL", [
+    Field("load_tick", 8),      # TSC at which the count was loaded: counting starts there
+    Field("next_edge", 8),      # TSC of the output's next rising edge (channel 0: IRQ 0)
+    Field("reload", 4),         # the count written, 1-65,536 (a written 0 counts 65,536)
+    Field("latch", 2),          # the count a latch command caught
+    Field("mode", 1),           # 0-5
+    Field("access", 1),         # PIT_ACCESS_LOW, _HIGH, _WORD
+    Field("bcd", 1),            # stored and reported; counting is binary
+    Field("write_high", 1),     # word access: the next data write is the high byte
+    Field("write_low", 1),      # word access: the low byte written first
+    Field("read_high", 1),      # word access: the next data read is the high byte
+    Field("latched", 1),        # a latched count is waiting to be read
+    Field("status", 1),         # a latched status byte (read-back command)
+    Field("status_latched", 1),
+    Field("counting", 1),       # a count is loaded (0: NULL count since the control word)
+])
 
 GUEST = Record("GUEST", [
     *(Field(register, 8) for register in SAVED_REGISTERS),
@@ -88,6 +123,15 @@ GUEST = Record("GUEST", [
     Field("uart_divisor_low", 1),   # divisor latch, read back by drivers that probe it
     Field("uart_divisor_high", 1),
     Field("uart_regs", 8),       # emulated 16550 registers by port offset (0 unused: THR/RBR)
+    # The virtual PC's interrupts and timers (hv/core/events.s.j2, hv/devices/)
+    Field("timer_deadline", 8),  # TSC of the guest's earliest device timer event (NO_DEADLINE: none)
+    Field("credit", 8),          # TSC cycles it may still run this round (hv/core/sched.s.j2), signed
+    Field("intr_line", 1),       # the 8259A pair's INT output: an interrupt waits for delivery
+    Field("port_b", 1),          # port 0x61 (PC/AT system control port B): gate 2, speaker
+    Field("port_b_refresh", 1),  # its refresh bit, toggled at each read
+    Field("pic_master", PIC.size),
+    Field("pic_slave", PIC.size),
+    Field("pit", PIT_CHANNEL.size * 3),
     Field("name", GUEST_NAME_SIZE),
     Field("line", GUEST_LINE_SIZE),
 ])
@@ -101,6 +145,8 @@ HV = Record("HV", [
     Field("boot_magic", 8),        # EAX at entry: the multiboot loader's magic
     Field("preemption_rate", 8),   # VMX: the preemption timer counts every 2^rate TSC cycles
     Field("slice_deadline", 8),    # TSC at which the running guest's time slice ends (VMX)
+    Field("run_start", 8),         # TSC at which the running guest's run began
+    Field("timer_deadline", 8),    # SVM: TSC for which the host PIT's one-shot is armed
     Field("loaded", 8),            # guest record whose builder/vcpu.py state is on the CPU, or 0
     Field("xfeatures", 8),         # XCR0 bits guests may set: GUEST_XFEATURES the CPU has; 0: no XSAVE
     Field("boot_tick", 8),         # TSC at the hypervisor's first instruction
@@ -112,6 +158,8 @@ HV = Record("HV", [
     Field("emulator", 8),          # non-zero: the firmware is an emulator's (power_off)
     Field("lapic_mode", 8),        # LAPIC_MODE_*: where an EOI for the local APIC goes
     Field("tsc_hz", 8),            # the TSC's rate, measured against the PIT at boot
+    Field("idle_halts", 8),        # times every guest slept and the CPU halted
+    Field("idle_cycles", 8),       # TSC cycles spent so
     # The backend chosen at boot, as the core calls it (hv/core/arch.s.j2)
     Field("arch_run_guest", 8),
     Field("arch_resume_guest", 8),
@@ -122,4 +170,5 @@ HV = Record("HV", [
     Field("arch_guest_cpl", 8),
     Field("arch_vcpu_switch", 8),
     Field("arch_guest_reset", 8),
+    Field("arch_idle", 8),
 ])

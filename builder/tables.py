@@ -5,7 +5,7 @@ bitmaps and the symbol table the crash reporter searches.
 
 from __future__ import annotations
 
-from builder import hw, vcpu, vmcs
+from builder import devices, hw, vcpu, vmcs
 from builder.config import StartMode
 from builder.guest_images import GuestImage
 from builder.layout import GDT_ENTRIES, TSS_SIZE, GuestLayout, Layout
@@ -20,6 +20,7 @@ E = hw.ExitReason
 VMX_EXIT_HANDLERS = {
     E.EXTERNAL_INTERRUPT: "vmx_exit_external_interrupt",
     E.TRIPLE_FAULT: "vmx_exit_triple_fault",
+    E.INTERRUPT_WINDOW: "vmx_exit_interrupt_window",
     E.INIT_SIGNAL: "vmx_exit_init_signal",
     E.CPUID: "vmx_exit_cpuid",
     E.HLT: "vmx_exit_hlt",
@@ -43,6 +44,7 @@ S = hw.SvmExit
 SVM_EXIT_HANDLERS = {
     S.EXCEPTION_DF: "svm_exit_double_fault",
     S.NMI: "svm_exit_nmi",
+    S.VINTR: "svm_exit_vintr",
     S.CPUID: "svm_exit_cpuid",
     S.HLT: "svm_exit_hlt",
     S.INVD: "svm_exit_invd",
@@ -164,7 +166,7 @@ def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int,
     return GUEST.pack(vmcs=guest.vmcs or 0, init_table=guest.vmcs_init or 0,
                       init_count=layout.guest_entries, vmcb=guest.vmcb or 0, state=GUEST_RUNNABLE,
                       name=guest.name.encode(), uart_regs=uart_reset,
-                      xsave_area=guest.xsave_area, **vcpu.reset_values(),
+                      xsave_area=guest.xsave_area, **vcpu.reset_values(), **devices.reset_fields(),
                       max_restarts=max_restarts, memory_base=guest.memory_base,
                       memory_size=guest.memory_size, restart_image=restart.image if restart else 0,
                       restart_record=restart.record if restart else 0,

@@ -51,7 +51,7 @@ THIRTY_TWO_GUEST_RUN = [
 TWO_GUEST_SVM_RUN = """\
 [hv] hvbuild hypervisor: backend svm, 2 guests, time slice 200,000 cycles
 [hv] svm: the CPU reports each exit's next RIP (NRIPS)
-[hv] svm: time slice = 59652 PIT ticks, ended by NMI
+[hv] svm: each run ends at its deadline, by an NMI from the PIT
 [probe] up
 [probe] boot start 0x00000000:0x0300e539 up 0x00000000:0x0300f50d
 [peer01] up

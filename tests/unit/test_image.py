@@ -245,14 +245,16 @@ def test_capstone_reads_back_what_the_templates_say(three):
                                                      "r8", "rdi", "rsi", "rbp", "rbx", "rdx", "rcx", "rax")]
     assert exit_entry[15:17] == ["mov rbx, rsp", f"mov rsp, {result.layout.stack_top:#x}"]
     assert "mov ecx, 0x3c" in disassemble(result, "console_put_hex", 12)
-    resume = disassemble(result, "vmx_resume_guest", 32)
-    assert resume[:3] == ["rdtsc", "shl rdx, 0x20", "or rdx, rax"]      # the slice's deadline first
-    assert resume[5] == "jbe " + hex(result.labels["sched_next"])
+    resume = disassemble(result, "vmx_resume_guest", 40)
+    assert resume[:3] == ["rdtsc", "shl rdx, 0x20", "or rdx, rax"]      # now, for the deadlines
+    assert resume[4] == "jae " + hex(result.labels["vmx_resume_timers"])
+    assert resume[6] == "jne " + hex(result.labels["vmx_resume_interrupt"])
+    assert resume[9] == "jbe " + hex(result.labels["sched_next"])
     assert resume[-3:] == ["jne " + hex(result.labels["vmx_launch"]), "vmresume",
                            "jmp " + hex(result.labels["vmx_entry_failed"])]
     boot = disassemble(result, "boot_enter_long_mode", 16, CS_MODE_32)
     assert f"ljmp 8:{result.labels['boot_long_mode']:#x}" in boot
-    svm_run = disassemble(result, "svm_resume_guest", 23)
+    svm_run = disassemble(result, "svm_resume_guest", 33)
     vmcb_from_registers_end = GUEST.offsets["vmcb"] - 8 * len(SAVED_REGISTERS)
     assert svm_run[-4:] == [f"mov rax, qword ptr [rsp + {vmcb_from_registers_end:#x}]",
                             "vmload rax", "vmrun rax", "vmsave rax"]

@@ -1,0 +1,45 @@
+"""The virtual PC's interrupt controllers and timer, seen from inside a
+guest as an OS uses them (tests/guests/pic_pit.S): the 8259A pair, the
+8254 with channel 2 behind port 0x61, interrupts injected honouring
+RFLAGS.IF and the STI shadow, and HLT sleeping until the next tick while
+a neighbour computes.  On every target."""
+
+import re
+
+import pytest
+from harness import binutils_guest, boot_to_end, build_image, guest_lines, guest_table
+
+pytestmark = pytest.mark.boot
+
+PC_SUCCESS = 0x31
+PIC_PIT_CHECKS = 17
+
+
+def pc_kernel(tmp_path, source):
+    return binutils_guest(tmp_path, source, bits=32, link_address=0x100000)
+
+
+def hv_tsc_khz(lines):
+    return int(next(re.fullmatch(r"\[hv\] TSC: (\d+) kHz, measured against the PIT", line).group(1)
+                    for line in lines if line.startswith("[hv] TSC: ")))
+
+
+def assert_all_passed(lines, name, checks):
+    seen = guest_lines(lines, name)
+    failed = [line for line in seen if line.startswith("FAIL")]
+    assert not failed, seen
+    assert [line.split()[1] for line in seen if line.startswith("ok ")] == [str(n) for n in range(1, checks + 1)]
+    assert f"[hv] {name} exited with code {PC_SUCCESS}" in lines
+
+
+def test_the_8259a_and_8254_work_as_an_os_uses_them(tmp_path, target):
+    kernel = pc_kernel(tmp_path, "pic_pit.S")
+    config = (guest_table("pc", "4M", multiboot=kernel) + f"expect_exit = {PC_SUCCESS}\n"
+              + guest_table("witness", "128K", builtin="heartbeat", heartbeats=3))
+    lines = boot_to_end(build_image(tmp_path, config), target)
+    assert_all_passed(lines, "pc", PIC_PIT_CHECKS)
+    # the guest's own calibration against its PIT's channel 2 finds the TSC
+    # rate the hypervisor measured against the real one, within 1%
+    khz = int(next(line.split()[-1] for line in guest_lines(lines, "pc") if line.startswith("tsc khz")))
+    assert abs(khz - hv_tsc_khz(lines)) * 100 <= hv_tsc_khz(lines)
+    assert "[hv] witness exited with code 0" in lines
