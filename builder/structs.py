@@ -88,6 +88,8 @@ GUEST = Record("GUEST", [
     Field("uart_divisor_low", 1),   # divisor latch, read back by drivers that probe it
     Field("uart_divisor_high", 1),
     Field("uart_regs", 8),       # emulated 16550 registers by port offset (0 unused: THR/RBR)
+    Field("acpi_pm1_enable", 2),    # ACPI PM1_EN as written, reserved bits clear
+    Field("acpi_pm1_control", 2),   # ACPI PM1_CNT's read/write bits (BM_RLD, SLP_TYP) as written
     Field("name", GUEST_NAME_SIZE),
     Field("line", GUEST_LINE_SIZE),
 ])
