@@ -6,10 +6,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Emulators (Bochs: VMX, QEMU), GRUB ISO tools, and GNU binutils for the
-# tests' ELF guests.
+# Emulators (Bochs: VMX, QEMU), GRUB ISO tools, GNU binutils for the
+# tests' ELF guests, and ACPICA's tools (iasl, acpiexec), which the tests
+# read the guests' ACPI tables with.
 DEBIAN_PACKAGES := bochs bochsbios vgabios bochs-term grub-pc-bin xorriso mtools \
-                   qemu-system-x86 binutils
+                   qemu-system-x86 binutils acpica-tools
 TEST_WORKERS ?= 2
 
 .PHONY: setup system-packages run test bench fuzz clean

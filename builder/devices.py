@@ -52,6 +52,10 @@ PORT_DEVICES: tuple[PortDevice, ...] = (
                "edge/level control of the 8259A pair (stored)"),
     PortDevice("debug_exit", hw.QEMU_DEBUG_EXIT_PORT, 1, None, "guest_debug_exit",
                "debug exit (QEMU's isa-debug-exit): a write of V ends the guest with exit code V"),
+    # The FADT's PM1a event block, then its PM1a control block (builder/acpi.py)
+    PortDevice("acpi_pm", hw.ACPI_PM1A_EVT_BLK, hw.ACPI_PM1_EVT_LEN + hw.ACPI_PM1_CNT_LEN,
+               "guest_acpi_pm_read", "guest_acpi_pm_write",
+               "ACPI PM1a event and control blocks: PM1_STS, PM1_EN, PM1_CNT; S5 powers the guest off"),
 )
 
 # The 8259A pair as a PC's firmware leaves it (IBM PC/AT BIOS: IRQ 0-7 at

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from builder import hw, multiboot
+from builder import boot_tables, hw, multiboot
 from builder.assemble import assemble
 from builder.config import (
     TIME_SLICE_MIN,
@@ -243,8 +243,9 @@ def _elf(spec: ElfImage, mode: StartMode | None, where: str) -> GuestImage:
 
 
 def _multiboot(spec: MultibootImage, guest: GuestConfig, where: str) -> GuestImage:
-    """The kernel's ELF segments, its modules and the multiboot information;
-    EAX and EBX as a multiboot loader leaves them (builder/multiboot.py)."""
+    """The kernel's ELF segments, its modules, the multiboot information and
+    the ACPI and MP tables (builder/boot_tables.py); EAX and EBX as a
+    multiboot loader leaves them (builder/multiboot.py)."""
     try:
         data = spec.path.read_bytes()
     except OSError as error:
@@ -258,10 +259,13 @@ def _multiboot(spec: MultibootImage, guest: GuestConfig, where: str) -> GuestIma
             modules.append((name, path.read_bytes()))
         except OSError as error:
             raise BuildError(where, f"module {name}: {error.strerror}") from None
+    tables = boot_tables.place(guest.memory, guest.name, where)
     image_end = max(s.address + len(s.data) for s in kernel.segments)
     placed = multiboot.place(image_end, guest.memory, usable_top(StartMode.PROTECTED, guest.memory),
                              spec.cmdline, modules, where)
-    segments = kernel.segments + tuple(Segment(address, data) for address, data in placed.segments)
+    loaded = kernel.segments + tuple(Segment(address, data) for address, data in placed.segments)
+    boot_tables.check_clear([(s.address, s.address + len(s.data)) for s in loaded], tables, where)
+    segments = loaded + (Segment(tables.address, tables.data),)
     return GuestImage(segments, kernel.entry, StartMode.PROTECTED,
                       (("rax", hw.MULTIBOOT_BOOTLOADER_MAGIC), ("rbx", placed.info)))
 

@@ -347,6 +347,7 @@ VECTOR_NMI = 2
 # so, the emulator's power-off ports below exist.
 BIOS_AREA_START = 0xE0000
 BIOS_AREA_END = 0x100000
+BIOS_ROM_START = 0xF0000                  # MP spec 1.4 4: the floating pointer's ROM area, to BIOS_AREA_END
 ACPI_RSDP_ALIGNMENT = 16
 ACPI_RSDP_SIGNATURE_LOW = int.from_bytes(b"RSD ", "little")
 ACPI_RSDP_SIGNATURE_HIGH = int.from_bytes(b"PTR ", "little")
@@ -373,6 +374,72 @@ MULTIBOOT_INFO_MEM_VALID = bit(0)
 MULTIBOOT_INFO_FLAGS_OFFSET = 0
 MULTIBOOT_INFO_MEM_UPPER_OFFSET = 8       # KiB of memory from 1 MiB up to the first hole
 MULTIBOOT_SEARCH_LIMIT = 8192             # header must lie in the first 8 KiB of the file
+
+# --- The guests' virtual PC, as its boot tables describe it ------------------
+# (builder/platform.py, acpi.py, mptable.py; README "Tables").  One CPU with
+# an xAPIC at LAPIC_BASE, one I/O APIC at IOAPIC_BASE, the 8259A pair, the
+# PIT on ISA IRQ 0 wired to I/O APIC pin IOAPIC_PIT_PIN, COM1, the RTC; no
+# PCI, no HPET.
+GUEST_LAPIC_ID = 0
+GUEST_LAPIC_VERSION = 0x14                # SDM Vol. 3A 11.4.8: 0x1X, an integrated (xAPIC) local APIC
+GUEST_IOAPIC_ID = 1                       # not the CPU's 0: one ID space on the APIC bus
+GUEST_IOAPIC_VERSION = 0x20               # I/O APIC register 1 bits 7:0, as QEMU's model reads
+GUEST_IOAPIC_PINS = 24                    # register 1 bits 23:16 hold this less one
+GUEST_IOAPIC_GSI_BASE = 0
+GUEST_CPU_SIGNATURE = 0x600               # MP spec 1.4 4.3.1: family 6; the CPU itself is
+                                          #   the host's, known only to CPUID
+CPUID_1_EDX_FPU = bit(0)
+GUEST_CPU_FEATURES = CPUID_1_EDX_FPU | CPUID_1_EDX_APIC   # the MP processor entry's CPUID.1:EDX
+ISA_IRQ_COUNT = 16
+ISA_IRQ_PIT = 0
+ISA_IRQ_CASCADE = 2                       # the slave 8259A's input on the master: no device
+ISA_IRQ_COM1 = 4
+ISA_IRQ_RTC = 8
+ISA_IRQ_SCI = 9                           # ACPI's system control interrupt, where PCs have it
+# Interrupt input flags (polarity bits 1:0, trigger mode bits 3:2), one
+# encoding in the MP table's interrupt entries (MP spec 1.4 4.3.4) and in
+# ACPI's interrupt source overrides (ACPI 6.4 5.2.12.5, MPS INTI flags).
+MPS_INTI_CONFORMS = 0                     # as the bus has it: ISA is edge-triggered, active high
+MPS_INTI_POLARITY_ACTIVE_HIGH = 0b01
+MPS_INTI_TRIGGER_LEVEL = 0b11 << 2
+# ACPI fixed hardware (ACPI 6.4 4.8.3): the PM1a event block (PM1_STS, then
+# PM1_EN) and right after it the PM1a control block (PM1_CNT), at QEMU
+# ICH9's ports.  Each register is 16 bits wide, read and written by bytes
+# or words (4.8.3.1, 4.8.3.2.1); there is no PM timer, no PM1b, PM2 or GPE
+# block.
+ACPI_PM1A_EVT_BLK = 0x600
+ACPI_PM1_EVT_LEN = 4
+ACPI_PM1A_CNT_BLK = ACPI_PM1A_EVT_BLK + ACPI_PM1_EVT_LEN
+ACPI_PM1_CNT_LEN = 2
+ACPI_PM1_REGISTER_BYTES = 2
+ACPI_PM1_BYTE_ACCESS = 1                  # an IN or OUT of one byte
+ACPI_PM1_HIGH_BYTE_BIT = 0                # of a port's offset: set for a register's high byte
+ACPI_PM1_HIGH_BYTE = bit(ACPI_PM1_HIGH_BYTE_BIT)
+ACPI_PM1_HIGH_BYTE_SHIFT = 8
+ACPI_PM1_LOW_HALF = 0x00FF
+ACPI_PM1_HIGH_HALF = 0xFF00
+ACPI_PM1_EN_OFFSET = ACPI_PM1_EVT_LEN // 2 # from PM1a_EVT_BLK (4.8.3.1: status at 0, then enable)
+ACPI_PM1_CNT_OFFSET = ACPI_PM1A_CNT_BLK - ACPI_PM1A_EVT_BLK
+# 4.8.3.1.2: PM1_EN's bits; the others are reserved and read 0
+ACPI_PM1_EN_TMR_EN = bit(0)
+ACPI_PM1_EN_GBL_EN = bit(5)
+ACPI_PM1_EN_PWRBTN_EN = bit(8)
+ACPI_PM1_EN_SLPBTN_EN = bit(9)
+ACPI_PM1_EN_RTC_EN = bit(10)
+ACPI_PM1_EN_PCIEXP_WAKE_DIS = bit(14)
+ACPI_PM1_EN_DEFINED = (ACPI_PM1_EN_TMR_EN | ACPI_PM1_EN_GBL_EN | ACPI_PM1_EN_PWRBTN_EN
+                       | ACPI_PM1_EN_SLPBTN_EN | ACPI_PM1_EN_RTC_EN | ACPI_PM1_EN_PCIEXP_WAKE_DIS)
+# 4.8.3.2.1: PM1_CNT.  SCI_EN reads 1 (the FADT has no SMI_CMD:
+# always in ACPI mode); GBL_RLS and SLP_EN are write-only and read 0.
+ACPI_PM1_CNT_SCI_EN = bit(0)
+ACPI_PM1_CNT_BM_RLD = bit(1)
+ACPI_PM1_CNT_SLP_TYP_SHIFT = 10
+ACPI_PM1_CNT_SLP_TYP = 0b111 << ACPI_PM1_CNT_SLP_TYP_SHIFT
+ACPI_PM1_CNT_SLP_EN = bit(13)
+ACPI_PM1_CNT_STORED = ACPI_PM1_CNT_BM_RLD | ACPI_PM1_CNT_SLP_TYP
+ACPI_PM1_CNT_SLEEP_BITS = ACPI_PM1_CNT_SLP_TYP | ACPI_PM1_CNT_SLP_EN
+ACPI_S5_SLP_TYP = 5                       # the DSDT's \_S5 value: SLP_TYP of soft-off (7.4.2)
+ACPI_PM1_CNT_S5_REQUEST = ACPI_S5_SLP_TYP << ACPI_PM1_CNT_SLP_TYP_SHIFT | ACPI_PM1_CNT_SLP_EN
 
 
 # --- VMCS field encodings (SDM Vol. 3D appendix B) --------------------------

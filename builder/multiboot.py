@@ -82,21 +82,35 @@ def memory_map(memory: int, usable_top: int) -> list[tuple[int, int, int]]:
     return regions
 
 
+def clear_of_low_reserved(address: int, size: int) -> int:
+    """`address`, or 1 MiB if [address, address + size) would reach into the
+    reserved range below it: the EBDA, the legacy hole and the BIOS area,
+    where the boot tables lie (builder/boot_tables.py)."""
+    if address < LOW_MEMORY_HOLE_END and address + size > LOW_MEMORY_END:
+        return LOW_MEMORY_HOLE_END
+    return address
+
+
 def place(image_end: int, memory: int, usable_top: int, cmdline: str,
           modules: list[tuple[str, bytes]], where: str) -> Placed:
     """Modules page-aligned after the kernel's last byte, then one block of
     boot information: the structure, the memory map, the module list and
-    the strings.  Everything must end below `usable_top`."""
+    the strings.  None of it in the reserved range below 1 MiB; everything
+    must end below `usable_top`."""
     segments = []
     cursor = align_page(image_end)
     module_entries = []
     for name, data in modules:
+        cursor = clear_of_low_reserved(cursor, len(data))
         module_entries.append((cursor, cursor + len(data), name))
         segments.append((cursor, data))
         cursor = align_page(cursor + max(len(data), 1))
-    info = cursor
     regions = memory_map(memory, usable_top)
     mmap = b"".join(MMAP_ENTRY.pack(MMAP_ENTRY.size - 4, base, length, kind) for base, length, kind in regions)
+    string_bytes = (len(cmdline.encode()) + 1 + len(LOADER_NAME)
+                    + sum(len(name.encode()) + 1 for name, _ in modules))
+    info = clear_of_low_reserved(cursor, INFO_SIZE + len(mmap) + MODULE_ENTRY.size * len(modules)
+                                 + string_bytes)
     mods_at = info + INFO_SIZE + len(mmap)
     strings_at = mods_at + MODULE_ENTRY.size * len(modules)
     strings = bytearray()
@@ -119,6 +133,7 @@ def place(image_end: int, memory: int, usable_top: int, cmdline: str,
     struct.pack_into("<II", structure, 44, len(mmap), info + INFO_SIZE)
     struct.pack_into("<I", structure, 64, loader_at)
     block = bytes(structure) + mmap + mods + bytes(strings)
+    assert len(strings) == string_bytes
     if info + len(block) > usable_top:
         raise BuildError(where, f"the kernel, its modules and the boot information need "
                          f"{info + len(block):#x} bytes; the guest's memory below its start-up "

@@ -132,6 +132,8 @@ GUEST = Record("GUEST", [
     Field("pic_master", PIC.size),
     Field("pic_slave", PIC.size),
     Field("pit", PIT_CHANNEL.size * 3),
+    Field("acpi_pm1_enable", 2),    # ACPI PM1_EN as written, reserved bits clear
+    Field("acpi_pm1_control", 2),   # ACPI PM1_CNT's read/write bits (BM_RLD, SLP_TYP) as written
     Field("name", GUEST_NAME_SIZE),
     Field("line", GUEST_LINE_SIZE),
 ])

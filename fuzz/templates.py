@@ -138,12 +138,18 @@ def draw_value(rng: random.Random, memory: int) -> int:
             return value
 
 
+# Ports where a write may end the attacker (README, "The guest's view"): the
+# debug exit, and the ACPI PM1a control register (an S5 request powers it off).
+ENDING_PORTS = frozenset({hw.QEMU_DEBUG_EXIT_PORT,
+                          *range(hw.ACPI_PM1A_CNT_BLK, hw.ACPI_PM1A_CNT_BLK + hw.ACPI_PM1_CNT_LEN)})
+
+
 def draw_port(rng: random.Random) -> int:
-    """A port, never the debug-exit port: a write there ends the attacker
-    (README, "The guest's view"), which would cut its table of programs short."""
+    """A port, never one of ENDING_PORTS: a write there may end the
+    attacker, which would cut its table of programs short."""
     while True:
         port = rng.choice(PORTS) if rng.random() < 0.7 else rng.getrandbits(16)
-        if port != hw.QEMU_DEBUG_EXIT_PORT:
+        if port not in ENDING_PORTS:
             return port
 
 

@@ -154,15 +154,46 @@ def test_every_port_and_the_reset_and_exit_ports_reach_nothing(tmp_path, target)
     # 0xff), the 8254's three counters (0x40-0x42), port 0x61 and the
     # ELCRs (0x4D0, 0x4D1): builder/devices.py
     assert said == [
-        "ports: 65536 read, 9 not 0xff outside COM1",
+        "ports: 65536 read, 9 not 0xff outside COM1 and our ACPI PM block",
         "ports: COM1 reads " + " ".join(hex(value) for value in com1),
         "ports: 65527 written with 0xfe (all but COM1 and the debug-exit port)",
         "ports: COM1 scratch reads back 0x5a",
         *(f"ports: wrote {value:#x} to {port:#x}, still running" for value, port in pokes),
         "ports: wrote Shutdown to 0x8900, still running",
-        "ports: ACPI PM: 576 word writes, 0 word reads not 0xffff, 0 dword reads not 0xffffffff",
+        "ports: ACPI PM: 552 word writes, 0 word reads not 0xffff, 0 dword reads not 0xffffffff",
         "ports: PCI config address 0x80000000 reads 0xffffffff",
     ]
+
+
+def test_bad_writes_to_the_acpi_pm_registers_change_nothing_and_power_nothing_off(tmp_path, target):
+    """README, "ACPI power-off": only SLP_EN with SLP_TYP 5 in PM1_CNT
+    powers a guest off; PM1_CNT keeps BM_RLD and SLP_TYP and reads SCI_EN
+    set, PM1_STS reads 0, PM1_EN keeps its defined bits; bytes merge into
+    their register, dwords and words across two registers are ignored."""
+    lines, said, _ = attack(tmp_path, target, "hostile_acpi_pm.S", beats=12)
+
+    def registers(cnt: int, en: int = 0) -> str:
+        return f"sts 0x0 en {en:#x} cnt {cnt:#x}"
+    slp_typ_5 = 0x1401                     # SCI_EN | 5 << 10
+    assert said == [
+        f"pm: at start: {registers(0x1)}",
+        *(f"pm: slp_en type {t}: {registers(0x1 | t << 10)}" for t in (0, 1, 2, 3, 4, 6, 7)),
+        f"pm: type 5 without slp_en: {registers(slp_typ_5)}",
+        f"pm: the s5 request as a dword: {registers(slp_typ_5)}",
+        f"pm: the s5 request in a dword's high half: {registers(slp_typ_5)}",
+        f"pm: a word across pm1_en and pm1_cnt: {registers(slp_typ_5)}",
+        f"pm: a word across pm1_cnt and the next port: {registers(slp_typ_5)}",
+        f"pm: slp_en type 6 by its byte: {registers(0x1801)}",
+        f"pm: the low byte all ones: {registers(0x1803)}",          # BM_RLD kept; GBL_RLS reads 0
+        f"pm: all ones: {registers(0x1C03)}",
+        f"pm: zero: {registers(0x1)}",                              # SCI_EN stays set
+        f"pm: status all ones: {registers(0x1)}",
+        f"pm: enable all ones: {registers(0x1, en=0x4721)}",        # TMR, GBL, PWRBTN, SLPBTN, RTC, PCIEXP_WAKE_DIS
+        f"pm: enable high byte zero: {registers(0x1, en=0x21)}",
+        "pm: reads: byte cnt 0x1 byte cnt high 0x0 dword 0xffffffff word across 0xffff word at the end 0xffff",
+    ]
+    assert "[hv] hostile exited with code 0" in lines
+    assert not any("powered off" in line for line in lines)
 
 
 # --- MSRs -----------------------------------------------------------------

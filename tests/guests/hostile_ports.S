@@ -1,11 +1,13 @@
 # A hostile guest: every I/O port, and the ports that reset or end a
 # machine or an emulator.  Each line it prints is a result:
-#   ports: 65536 read, N not 0xff outside COM1
+#   ports: 65536 read, N not 0xff outside COM1 and our ACPI PM block
 #   ports: COM1 reads 0x.. (its eight registers, 0x3F8-0x3FF)
 #   ports: 65527 written with 0xfe (all but COM1 and the debug-exit port)
 #   ports: COM1 scratch reads back 0x5a
 #   ports: wrote V to P, still running      (a reset, exit or shutdown port)
 #   ports: ACPI PM: W word writes, R word reads not 0xffff, D dword reads not 0xffffffff
+#          (the emulators' PM blocks; the guest's own, 0x600-0x605, is
+#          hostile_acpi_pm.S's to attack: an S5 request there ends the guest)
 #   ports: PCI config address 0x80000000 reads 0x...
 # then it exits with code 0.  Had a write reached the machine or the
 # emulator, the run would have ended there.
@@ -35,6 +37,8 @@
 .set PCI_CONFIG_ADDRESS, 0xCF8
 .set PCI_CONFIG_DATA, 0xCFC
 .set PCI_ENABLE_BUS0_DEVICE0, 0x80000000
+.set OWN_PM_FIRST, 0x600                  # the guest's ACPI PM1a event and control blocks
+.set OWN_PM_LAST, 0x605
 
 # poke PORT, VALUE: OUT of the byte VALUE to PORT, then say it survived.
 .macro poke port:req, value:req
@@ -53,12 +57,18 @@
 _start:
     hostile_start
 
-# Read every port once (IN AL): nothing but COM1 may answer.
+# Read every port once (IN AL): nothing but COM1 and the guest's own ACPI PM
+# registers may answer.
     xor r12d, r12d                            # port
     xor r13d, r13d                            # reads outside COM1 that were not 0xff
 read_port:
     mov edx, r12d
     in al, dx
+    cmp r12d, OWN_PM_FIRST
+    jb read_com1
+    cmp r12d, OWN_PM_LAST
+    jbe read_next
+read_com1:
     cmp r12d, COM1
     jb read_check
     cmp r12d, COM1_LAST
@@ -75,7 +85,7 @@ read_next:
     say_dec r12
     say " read, "
     say_dec r13
-    say " not 0xff outside COM1\n"
+    say " not 0xff outside COM1 and our ACPI PM block\n"
 
     say "ports: COM1 reads"
     mov r12d, COM1
@@ -143,9 +153,9 @@ shutdown_byte:
 shutdown_done:
     say "ports: wrote Shutdown to 0x8900, still running\n"
 
-# ACPI PM1 control at each even port of the PM blocks QEMU and Bochs use:
-# every sleep type with SLP_EN (type 5 is soft-off on both), then word and
-# dword reads of every port there.
+# ACPI PM1 control at each even port of the PM blocks QEMU and Bochs use
+# (but the guest's own): every sleep type with SLP_EN (type 5 is soft-off
+# on both), then word and dword reads of every port there.
     xor r13d, r13d                            # word writes
     xor r14d, r14d                            # word reads not 0xffff
     xor r15d, r15d                            # dword reads not 0xffffffff
@@ -209,7 +219,7 @@ pm_done:
 shutdown_command:
     .asciz "Shutdown"
 pm_blocks:                                    # [first, end) of each block; 0 ends the list
-    .word 0x600, 0x610                        # QEMU q35 (ICH9 PM base)
+    .word OWN_PM_LAST + 1, 0x610              # QEMU q35 (ICH9 PM base), past the guest's own
     .word 0xB000, 0xB040                      # QEMU i440fx and Bochs (PIIX4 PM base)
     .word 0x4000, 0x4040
     .word 0, 0
