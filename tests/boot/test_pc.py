@@ -43,3 +43,17 @@ def test_the_8259a_and_8254_work_as_an_os_uses_them(tmp_path, target):
     khz = int(next(line.split()[-1] for line in guest_lines(lines, "pc") if line.startswith("tsc khz")))
     assert abs(khz - hv_tsc_khz(lines)) * 100 <= hv_tsc_khz(lines)
     assert "[hv] witness exited with code 0" in lines
+
+
+def test_a_lone_sleeping_guest_halts_the_cpu_until_its_tick(tmp_path, target):
+    """Alone, the kernel sleeps in HLT between its ticks with nothing else
+    to run: the CPU halts until the tick's deadline instead of spinning,
+    and the ticks still come on time (check 5)."""
+    kernel = pc_kernel(tmp_path, "pic_pit.S")
+    lines = boot_to_end(build_image(tmp_path, guest_table("pc", "4M", multiboot=kernel)), target)
+    assert_all_passed(lines, "pc", PIC_PIT_CHECKS)
+    idle = next(re.fullmatch(r"\[hv\] idle: the CPU halted (\d+) times, for (\d+) cycles, "
+                             r"while every guest slept", line) for line in lines if line.startswith("[hv] idle:"))
+    halts, cycles = int(idle.group(1)), int(idle.group(2))
+    assert halts >= 10                    # at least once per tick of check 5
+    assert cycles * 2 >= 10 * hv_tsc_khz(lines) * 10   # half of those ten 10-ms ticks, at least
