@@ -62,6 +62,7 @@ CR0_NW = bit(29)
 CR0_CD = bit(30)
 CR0_PG = bit(31)
 CR0_HIGH_RESERVED = 0xFFFFFFFF00000000    # MOV to CR0 with any of these set: #GP
+CR4_PSE = bit(4)                          # 32-bit paging: 4 MiB pages (SDM Vol. 3A 4.3)
 CR4_PAE = bit(5)
 CR4_OSFXSR = bit(9)
 CR4_OSXMMEXCPT = bit(10)
@@ -166,6 +167,26 @@ PTE_USER = bit(2)
 PTE_LARGE = bit(7)
 PTE_NX = bit(63)
 ENTRIES_PER_TABLE = 512
+
+# --- A guest's own paging, walked by software (SDM Vol. 3A 4.3-4.5) ----------
+PAGE_SHIFT = 12
+PAGE_OFFSET_MASK = PAGE_SIZE - 1
+PAGING_LEVEL_BITS = 9                     # PAE and 4-level: 512 entries a table
+PAGING_INDEX_MASK = ENTRIES_PER_TABLE - 1
+PAGING_ENTRY_SIZE = 8                     # PAE and 4-level entries
+PML4_SHIFT = 39                           # 4-level: PML4 index is linear bits 47:39 (SDM 4.5)
+PDPT_SHIFT = 30                           # PDPTE index: linear bits 31:30 (PAE), 38:30 (4-level)
+PTE_ADDRESS_MASK = 0x000FFFFFFFFFF000     # bits 51:12: MAXPHYADDR is at most 52 (SDM 4.1.4)
+PAE_PDPT_MASK = 0xFFFFFFE0                # CR3 bits 31:5 locate the PDPT (SDM 4.4.1)
+PAGING32_ENTRY_SIZE = 4                   # SDM 4.3: 1024 4-byte entries a table
+PAGING32_PDE_SHIFT = 22                   # PDE index: linear bits 31:22
+PAGING32_INDEX_MASK = 0x3FF
+PAGING32_FRAME_MASK = 0xFFFFF000          # table 4-6: bits 31:12 of a PDE or PTE
+PAGING32_LARGE_FRAME_MASK = 0xFFC00000    # table 4-4: a 4 MiB page's bits 31:22
+PAGING32_LARGE_OFFSET_MASK = 0x3FFFFF
+PSE36_SHIFT = 13                          # table 4-4: PDE bits 20:13 are address bits 39:32
+PSE36_MASK = 0xFF
+PSE36_ADDRESS_SHIFT = 32
 
 # --- EPT (SDM Vol. 3C 29.3.2, 29.3.7) -------------------------------------
 EPT_READ = bit(0)
