@@ -62,6 +62,7 @@ CR0_NW = bit(29)
 CR0_CD = bit(30)
 CR0_PG = bit(31)
 CR0_HIGH_RESERVED = 0xFFFFFFFF00000000    # MOV to CR0 with any of these set: #GP
+CR4_PSE = bit(4)                          # 32-bit paging: 4 MiB pages (SDM Vol. 3A 4.3)
 CR4_PAE = bit(5)
 CR4_OSFXSR = bit(9)
 CR4_OSXMMEXCPT = bit(10)
@@ -168,6 +169,26 @@ PTE_LARGE = bit(7)
 PTE_NX = bit(63)
 ENTRIES_PER_TABLE = 512
 
+# --- A guest's own paging, walked by software (SDM Vol. 3A 4.3-4.5) ----------
+PAGE_SHIFT = 12
+PAGE_OFFSET_MASK = PAGE_SIZE - 1
+PAGING_LEVEL_BITS = 9                     # PAE and 4-level: 512 entries a table
+PAGING_INDEX_MASK = ENTRIES_PER_TABLE - 1
+PAGING_ENTRY_SIZE = 8                     # PAE and 4-level entries
+PML4_SHIFT = 39                           # 4-level: PML4 index is linear bits 47:39 (SDM 4.5)
+PDPT_SHIFT = 30                           # PDPTE index: linear bits 31:30 (PAE), 38:30 (4-level)
+PTE_ADDRESS_MASK = 0x000FFFFFFFFFF000     # bits 51:12: MAXPHYADDR is at most 52 (SDM 4.1.4)
+PAE_PDPT_MASK = 0xFFFFFFE0                # CR3 bits 31:5 locate the PDPT (SDM 4.4.1)
+PAGING32_ENTRY_SIZE = 4                   # SDM 4.3: 1024 4-byte entries a table
+PAGING32_PDE_SHIFT = 22                   # PDE index: linear bits 31:22
+PAGING32_INDEX_MASK = 0x3FF
+PAGING32_FRAME_MASK = 0xFFFFF000          # table 4-6: bits 31:12 of a PDE or PTE
+PAGING32_LARGE_FRAME_MASK = 0xFFC00000    # table 4-4: a 4 MiB page's bits 31:22
+PAGING32_LARGE_OFFSET_MASK = 0x3FFFFF
+PSE36_SHIFT = 13                          # table 4-4: PDE bits 20:13 are address bits 39:32
+PSE36_MASK = 0xFF
+PSE36_ADDRESS_SHIFT = 32
+
 # --- EPT (SDM Vol. 3C 29.3.2, 29.3.7) -------------------------------------
 EPT_READ = bit(0)
 EPT_WRITE = bit(1)
@@ -200,6 +221,55 @@ FLAT_DATA = AR_G | AR_DB | AR_P | AR_S | AR_TYPE_DATA_RW_ACCESSED
 FLAT_LIMIT_PAGES = 0xFFFFF                # 4 GiB in 4 KiB units, with G set
 
 DR7_RESET = 0x400                         # SDM Vol. 3B 17.2.4: DR7 after reset
+
+# --- Instruction format (SDM Vol. 2A 2.1-2.2), for the MMIO decoder ----------
+INSTRUCTION_MAX_LENGTH = 15               # SDM 2.3.11: at most 15 bytes, longer is #GP
+BYTE_SIZE = 1                             # operand and address sizes, in bytes
+WORD_SIZE = 2
+DWORD_SIZE = 4
+QWORD_SIZE = 8
+CODE_SIZE_16 = 16                         # the default operand size CS.D/CS.L give, in bits
+CODE_SIZE_32 = 32
+CODE_SIZE_64 = 64
+PREFIX_OPERAND_SIZE = 0x66                # SDM 2.1.1, group 3
+PREFIX_ADDRESS_SIZE = 0x67                # group 4
+PREFIX_ES = 0x26                          # group 2: segment overrides
+PREFIX_CS = 0x2E
+PREFIX_SS = 0x36
+PREFIX_DS = 0x3E
+PREFIX_FS = 0x64
+PREFIX_GS = 0x65
+REX_FIRST = 0x40                          # SDM 2.2.1.2, table 2-4: 0100WRXB, 64-bit mode only
+REX_LAST = 0x4F
+REX_W = bit(3)                            # 64-bit operand size
+REX_R = bit(2)                            # ModRM reg field + 8
+REGISTER_REX_BIT = 8                      # what REX.R adds to a register number
+BYTE_REGISTER_HIGH_FIRST = 4              # SDM Vol. 1 3.4.1.1: without REX, byte registers 4-7 are AH, CH, DH, BH
+MODRM_MOD_MASK = 0xC0                     # SDM Vol. 2A 2.1.5, tables 2-1 and 2-2: mod in bits 7:6
+MODRM_MOD_DISP8 = 0x40                    # mod 01
+MODRM_MOD_DISP_FULL = 0x80                # mod 10: disp16 or disp32 by address size
+MODRM_MOD_REGISTER = 0xC0                 # mod 11: no memory operand
+MODRM_REG_SHIFT = 3                       # reg (or opcode extension) in bits 5:3
+MODRM_FIELD_MASK = 0x7                    # a 3-bit field: reg, rm, SIB base
+MODRM_RM_SIB = 0x4                        # rm 100: a SIB byte follows (32/64-bit addressing)
+MODRM_RM_DISP32 = 0x5                     # rm (or SIB base) 101 with mod 00: disp32 (RIP-relative in 64-bit mode)
+MODRM_RM16_DISP16 = 0x6                   # table 2-1: rm 110 with mod 00 is disp16
+IMMEDIATE_MAX_SIZE = 4                    # a 64-bit operand takes an imm32, sign-extended
+OPCODE_TWO_BYTE = 0x0F                    # SDM 2.1.2: escape to the two-byte opcode map
+OPCODE_MOV_RM8_R8 = 0x88                  # SDM Vol. 2B MOV
+OPCODE_MOV_RM_R = 0x89
+OPCODE_MOV_R8_RM8 = 0x8A
+OPCODE_MOV_R_RM = 0x8B
+OPCODE_MOV_AL_MOFFS = 0xA0
+OPCODE_MOV_RAX_MOFFS = 0xA1
+OPCODE_MOV_MOFFS_AL = 0xA2
+OPCODE_MOV_MOFFS_RAX = 0xA3
+OPCODE_MOV_RM8_IMM8 = 0xC6                # /0
+OPCODE_MOV_RM_IMM = 0xC7                  # /0
+OPCODE2_MOVZX_R_RM8 = 0xB6                # 0F B6: SDM Vol. 2B MOVZX
+OPCODE2_MOVZX_R_RM16 = 0xB7
+OPCODE2_MOVSX_R_RM8 = 0xBE                # 0F BE: SDM Vol. 2B MOVSX
+OPCODE2_MOVSX_R_RM16 = 0xBF
 
 # --- Instruction encodings keystone gets wrong (platform notes) --------------
 OPCODE_JMP_FAR = 0xEA                     # JMP ptr16:32 (SDM Vol. 2A, JMP)

@@ -174,3 +174,39 @@ HV = Record("HV", [
     Field("arch_guest_reset", 8),
     Field("arch_idle", 8),
 ])
+
+# What hv/core/decode.s.j2's mmio_decode makes of the instruction behind an
+# MMIO exit: enough to perform the access on a device model and to step over
+# the instruction.  The address is not here: the exit gives it.
+MMIO_ACCESS = Record("MMIO_ACCESS", [
+    Field("immediate", 8),       # MMIO_OPERAND_IMMEDIATE: the value written (zero above `width` bytes)
+    Field("length", 1),          # the instruction's bytes, prefixes included: RIP += length
+    Field("width", 1),           # bytes accessed in memory: 1, 2, 4 or 8
+    Field("direction", 1),       # MMIO_READ or MMIO_WRITE
+    Field("operand", 1),         # MMIO_OPERAND_REGISTER or MMIO_OPERAND_IMMEDIATE
+    Field("register", 1),        # 0-15 as the SDM numbers them: 0 RAX, 1 RCX, 2 RDX, 3 RBX, 4 RSP,
+                                 # 5 RBP, 6 RSI, 7 RDI, 8-15 R8-R15 (not SAVED_REGISTERS' order)
+    Field("register_width", 1),  # bytes of that register read or written: 1, 2, 4 or 8
+    Field("extend", 1),          # MMIO_EXTEND_*: how a read of `width` bytes widens to register_width
+    Field("flags", 1),           # MMIO_FLAG_*
+])
+MMIO_READ = 0                    # memory -> register
+MMIO_WRITE = 1                   # register or immediate -> memory
+MMIO_OPERAND_REGISTER = 0
+MMIO_OPERAND_IMMEDIATE = 1       # C6/C7: a write of `immediate`
+MMIO_EXTEND_NONE = 0             # MOV: width == register_width
+MMIO_EXTEND_ZERO = 1             # MOVZX
+MMIO_EXTEND_SIGN = 2             # MOVSX
+MMIO_FLAG_HIGH_BYTE = 1 << 0     # register 0-3 names AH, CH, DH, BH: bits 15:8
+MMIO_FLAG_ZERO_UPPER = 1 << 1    # a 4-byte register write clears bits 63:32 (64-bit mode);
+                                 # writes of 1 or 2 bytes, and 4 bytes without it, keep the other bits
+
+
+def mmio_asm_constants() -> dict[str, int]:
+    """MMIO_ACCESS's offsets and the values of its fields, for the templates."""
+    return {**MMIO_ACCESS.asm_constants(), "MMIO_READ": MMIO_READ, "MMIO_WRITE": MMIO_WRITE,
+            "MMIO_OPERAND_REGISTER": MMIO_OPERAND_REGISTER,
+            "MMIO_OPERAND_IMMEDIATE": MMIO_OPERAND_IMMEDIATE,
+            "MMIO_EXTEND_NONE": MMIO_EXTEND_NONE, "MMIO_EXTEND_ZERO": MMIO_EXTEND_ZERO,
+            "MMIO_EXTEND_SIGN": MMIO_EXTEND_SIGN, "MMIO_FLAG_HIGH_BYTE": MMIO_FLAG_HIGH_BYTE,
+            "MMIO_FLAG_ZERO_UPPER": MMIO_FLAG_ZERO_UPPER}
