@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import cpuid, devices, elf, hw, isolation, msrs, paging, svm, tables, vcpu, vmcs
+from builder import cmos, cpuid, devices, elf, fw_cfg, hw, isolation, msrs, paging, svm, tables, vcpu, vmcs
 from builder.assemble import assemble
 from builder.config import Config
 from builder.errors import BuildError
@@ -81,7 +81,8 @@ def panic_frame_offsets() -> dict[str, int]:
 def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     """Every number the hypervisor templates may use, by name."""
     constants = {**hw.asm_constants(), **GUEST.asm_constants(), **HV.asm_constants(),
-                 **CAPS.asm_constants(), **devices.asm_constants()}
+                 **CAPS.asm_constants(), **devices.asm_constants(), **cmos.asm_constants(),
+                 **fw_cfg.asm_constants()}
     constants.update({f"LAYOUT_{name.upper()}": address for name, address in
                       {**layout.rodata, **layout.rwdata}.items()})
     # keystone keeps one symbol of [A + B] (see builder.assemble), so each
@@ -95,6 +96,12 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     constants["GUEST_UART_LCR"] = GUEST.offsets["uart_regs"] + hw.UART_LCR
     constants["GUEST_PIT_CHANNEL0_NEXT_EDGE"] = GUEST.offsets["pit"] + PIT_CHANNEL.offsets["next_edge"]
     constants["GUEST_PIT_CHANNEL2"] = GUEST.offsets["pit"] + 2 * PIT_CHANNEL.size
+    # A restart keeps the guest's battery-backed RTC and CMOS (hv/core/restart.s.j2).
+    battery_backed = GUEST.offsets["cmos"] + hw.CMOS_SIZE - GUEST.offsets["rtc_offset"]
+    constants["GUEST_BATTERY_BACKED_QWORDS"] = battery_backed // 8
+    constants["GUEST_BATTERY_BACKED_SIZE"] = battery_backed
+    constants.update({f"GUEST_CMOS_{name}": GUEST.offsets["cmos"] + register for name, register in
+                      (("REGISTER_A", hw.RTC_REGISTER_A), ("REGISTER_B", hw.RTC_REGISTER_B))})
     constants.update({f"LAYOUT_SVM_{name.upper()}": address for name, address in layout.svm.items()})
     # The VMCB's guest RAX, seen from the end of a guest record's register
     # area (where RSP points around VMRUN: hv/svm/entry.s.j2).
@@ -154,6 +161,9 @@ def render_hypervisor(config: Config, layout: Layout, test_hooks: frozenset[str]
     """The hypervisor's whole assembly source, constants first."""
     return render(HV_TEMPLATE, asm_constants(config, layout), layout=layout,
                   backends=layout.backends, port_devices=devices.PORT_DEVICES,
+                  rtc_register_kinds=cmos.REGISTER_KINDS, rtc_time_registers=cmos.TIME_FIELDS,
+                  rtc_march_month_starts=cmos.MARCH_MONTH_STARTS,
+                  fw_cfg_directory=fw_cfg.DIRECTORY,
                   vcpu_state={backend: vcpu.switched(backend) for backend in layout.backends},
                   vcpu_dump=[item for item in vcpu.STATE if item.access is not vcpu.Access.FPU],
                   exception_names=hw.EXCEPTION_NAMES,

@@ -56,6 +56,18 @@ PORT_DEVICES: tuple[PortDevice, ...] = (
     PortDevice("acpi_pm", hw.ACPI_PM1A_EVT_BLK, hw.ACPI_PM1_EVT_LEN + hw.ACPI_PM1_CNT_LEN,
                "guest_acpi_pm_read", "guest_acpi_pm_write",
                "ACPI PM1a event and control blocks: PM1_STS, PM1_EN, PM1_CNT; S5 powers the guest off"),
+    PortDevice("rtc", hw.RTC_INDEX_PORT, hw.RTC_PORT_COUNT, "guest_rtc_read", "guest_rtc_write",
+               "MC146818A real-time clock and CMOS memory: index 0x70, data 0x71"),
+    PortDevice("fw_cfg", hw.FW_CFG_PORT_SELECTOR, hw.FW_CFG_PORT_COUNT, "guest_fw_cfg_read",
+               "guest_fw_cfg_write", "QEMU's fw_cfg, traditional interface: selector 0x510, data 0x511"),
+    PortDevice("i8042_data", hw.I8042_DATA_PORT, 1, "guest_i8042_data_read", "guest_i8042_data_write",
+               "8042 keyboard controller, data port"),
+    PortDevice("i8042_command", hw.I8042_COMMAND_PORT, 1, "guest_i8042_status_read",
+               "guest_i8042_command_write", "8042 keyboard controller, status (read) and command (write)"),
+    PortDevice("system_control_a", hw.SYSTEM_CONTROL_A, 1, "guest_system_control_a_read",
+               "guest_system_control_a_write", "PS/2 system control port A: A20 and fast reset"),
+    PortDevice("reset_control", hw.RESET_CONTROL, 1, "guest_reset_control_read",
+               "guest_reset_control_write", "reset control register (PIIX3/ICH)"),
 )
 
 # The 8259A pair as a PC's firmware leaves it (IBM PC/AT BIOS: IRQ 0-7 at

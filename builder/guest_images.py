@@ -37,7 +37,7 @@ HYPERCALLS = {"EXIT": 0, "YIELD": 1}
 # both ("auto") has none: its guests ask CPUID (guests/lib.s.j2 guest_exit).
 HYPERCALL_INSTRUCTIONS = {"vmx": "vmcall", "svm": "vmmcall"}
 # What the prober guest tries (guests/prober.s.j2)
-PROBE_PORT = 0x64                   # the keyboard controller, not emulated
+PROBE_PORT = 0x378                  # the first parallel port: no device emulated
 PROBE_MSR_VALUE = 0x5EED1000
 GUEST_CODE_SELECTOR = 0x08          # the start-up GDT's 32-bit code segment
 INTERRUPT_GATE_32 = 0x8E00          # present, DPL 0, 32-bit interrupt gate (SDM Vol. 3A 6.11)

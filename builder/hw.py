@@ -428,6 +428,124 @@ BOCHS_SHUTDOWN_PORT = 0x8900              # Bochs: "Shutdown" written here ends 
 QEMU_DEBUG_EXIT_PORT = 0xF4               # QEMU isa-debug-exit, when configured
 QEMU_DEBUG_EXIT_VALUE = 0x10              # QEMU exits with (0x10 << 1) | 1 = 33
 
+# --- The guest's PC/AT platform devices (hv/devices/) -----------------------
+# Motorola MC146818A real-time clock, on the PC/AT at index port 0x70 (bit 7:
+# NMI disable) and data port 0x71; its 64 bytes extended to 128 by the PC's
+# CMOS (the PC/AT Technical Reference's CMOS map).
+RTC_INDEX_PORT = 0x70
+RTC_PORT_COUNT = 2                        # 0x70 index, 0x71 data
+RTC_DATA_PORT = 0x71
+RTC_INDEX_OFFSET = 0
+RTC_DATA_OFFSET = 1
+RTC_INDEX_NMI_DISABLE = bit(7)
+RTC_INDEX_REGISTER = 0x7F                 # registers 0x00-0x7F; bit 7 is not part of the index
+RTC_SECONDS = 0x00                        # MC146818A "Address map": time, alarm and calendar bytes
+RTC_SECONDS_ALARM = 0x01
+RTC_MINUTES = 0x02
+RTC_MINUTES_ALARM = 0x03
+RTC_HOURS = 0x04
+RTC_HOURS_ALARM = 0x05
+RTC_DAY_OF_WEEK = 0x06                    # 1 = Sunday ... 7 = Saturday
+RTC_DAY_OF_MONTH = 0x07
+RTC_MONTH = 0x08
+RTC_YEAR = 0x09
+RTC_REGISTER_A = 0x0A
+RTC_REGISTER_B = 0x0B
+RTC_REGISTER_C = 0x0C
+RTC_REGISTER_D = 0x0D
+RTC_A_UIP = bit(7)                        # update in progress (read-only)
+RTC_A_WRITABLE = 0x7F                     # DV2-DV0 (divider) and RS3-RS0 (rate)
+RTC_A_POWER_ON = 0x26                     # DV = 010 (32.768 kHz time base), RS = 0110 (1024 Hz)
+RTC_B_SET = bit(7)                        # updates inhibited while the clock is set
+RTC_B_PIE = bit(6)                        # periodic, alarm, update-ended interrupt enables
+RTC_B_AIE = bit(5)
+RTC_B_UIE = bit(4)
+RTC_B_SQWE = bit(3)
+RTC_B_DM = bit(2)                         # data mode: 1 binary, 0 BCD
+RTC_B_24_HOUR = bit(1)                    # 1: 24-hour mode, 0: 12-hour with bit 7 of the hour = PM
+RTC_B_DSE = bit(0)                        # daylight saving enable
+RTC_B_POWER_ON = RTC_B_24_HOUR            # what a PC's BIOS leaves: BCD, 24-hour
+RTC_B_KEPT_WHEN_SET = 0xFF & ~RTC_B_UIE   # SET going high clears UIE
+RTC_C_IRQF = bit(7)                       # read-only flags, cleared by the read
+RTC_C_PF = bit(6)
+RTC_C_AF = bit(5)
+RTC_C_UF = bit(4)
+RTC_D_VRT = bit(7)                        # valid RAM and time: the battery is good
+RTC_HOURS_PM = bit(7)                     # 12-hour mode
+RTC_HOURS_VALUE = 0x7F                    # the hour without the PM bit
+RTC_BCD_BASE = 10                         # BCD: one decimal digit per nibble
+RTC_BCD_DIGIT_BITS = 4
+RTC_BCD_DIGIT_MASK = 0xF
+RTC_UIP_MICROSECONDS = 244                # UIP rises this long before each update (t_BUC)
+MICROSECONDS_PER_SECOND = 1_000_000
+RTC_HOURS_PER_HALF_DAY = 12
+CMOS_SIZE = 128                           # registers 0x00-0x7F
+CMOS_CENTURY = 0x32                       # PC/AT CMOS map: the century, BCD like the year
+CMOS_CHECKSUM_FIRST = 0x10                # PC/AT: 0x2E-0x2F (high byte first) hold the sum of
+CMOS_CHECKSUM_LAST = 0x2D                 #        the bytes 0x10-0x2D
+CMOS_CHECKSUM_HIGH = 0x2E
+CMOS_CHECKSUM_LOW = 0x2F
+CMOS_EQUIPMENT = 0x14                     # equipment byte
+CMOS_EQUIPMENT_MATH_COPROCESSOR = bit(1)  # bits 7-6, 0: no diskette; bits 5-4 = 0: EGA/VGA
+CMOS_BASE_MEMORY = 0x15                   # 0x15-0x16: base memory in KiB
+CMOS_BASE_MEMORY_MAX_KIB = 640
+CMOS_EXTENDED_MEMORY = 0x17               # 0x17-0x18: KiB above 1 MiB
+CMOS_EXTENDED_MEMORY_POST = 0x30          # 0x30-0x31: the same, as found by the POST
+CMOS_EXTENDED_MEMORY_MAX_KIB = 0xFFFF
+CMOS_MEMORY_ABOVE_16M = 0x34              # 0x34-0x35: 64 KiB blocks above 16 MiB (BIOSes' use)
+CMOS_MEMORY_ABOVE_16M_UNIT = 64 * 1024
+CMOS_MEMORY_ABOVE_16M_MAX = 0xFFFF
+CMOS_MEMORY_ABOVE_4G = 0x5B               # 0x5B-0x5D: 64 KiB blocks above 4 GiB (BIOSes' use)
+CMOS_EXTENDED_MEMORY_START = 1024 * 1024
+CMOS_MEMORY_16M = 16 * 1024 * 1024
+# QEMU's firmware configuration device, traditional I/O interface (QEMU
+# docs/specs/fw_cfg.rst): a 16-bit selector, a byte-wide data port.
+FW_CFG_PORT_SELECTOR = 0x510
+FW_CFG_PORT_COUNT = 2                     # 0x510 selector, 0x511 data
+FW_CFG_SELECTOR_OFFSET = 0
+FW_CFG_DATA_OFFSET = 1
+FW_CFG_WRITE_CHANNEL = bit(14)            # selector bit 14: the item opened for writing
+FW_CFG_SELECTOR_ITEM = 0xFFFF & ~FW_CFG_WRITE_CHANNEL   # the item a selector names
+FW_CFG_SIGNATURE = 0x0000                 # "QEMU"
+FW_CFG_ID = 0x0001                        # feature bitmap: bit 0 traditional interface, bit 1 DMA
+FW_CFG_RAM_SIZE = 0x0003
+FW_CFG_NB_CPUS = 0x0005
+FW_CFG_MAX_CPUS = 0x000F
+FW_CFG_FILE_DIR = 0x0019
+FW_CFG_ID_TRADITIONAL = bit(0)
+# Intel 8042 keyboard controller as a PC/AT wires it: data at 0x60, status
+# (read) and command (write) at 0x64; output port bit 0 drives the CPU's
+# reset line (PC/AT Technical Reference, "Keyboard controller").
+I8042_DATA_PORT = 0x60
+I8042_COMMAND_PORT = 0x64
+I8042_STATUS_OBF = bit(0)                 # output buffer full: a byte waits at port 0x60
+I8042_STATUS_SYS = bit(2)                 # system flag: the command byte's bit 2
+I8042_CTR_SYS = bit(2)                    # command byte: system flag (POST passed)
+I8042_CTR_XLATE = bit(6)                  # command byte: scan-code translation
+I8042_CTR_POWER_ON = I8042_CTR_SYS | I8042_CTR_XLATE
+I8042_CMD_READ_CTR = 0x20                 # read the command byte
+I8042_CMD_WRITE_CTR = 0x60                # the next byte at port 0x60 is the command byte
+I8042_CMD_SELF_TEST = 0xAA
+I8042_CMD_INTERFACE_TEST = 0xAB
+I8042_SELF_TEST_PASSED = 0x55
+I8042_INTERFACE_TEST_PASSED = 0x00
+I8042_CMD_PULSE = 0xF0                    # 0xF0-0xFF: pulse the output port bits whose bit is 0
+I8042_CMD_PULSE_MASK = 0xF0
+I8042_PULSE_RESET_LINE = bit(0)           # output port bit 0: the CPU's reset line
+I8042_NO_COMMAND = 0                      # no command waits for its data byte
+# PS/2 system control port A (IBM PS/2 Technical Reference): fast reset and
+# the A20 gate.
+SYSTEM_CONTROL_A = 0x92
+SYSTEM_CONTROL_A_FAST_RESET = bit(0)      # a 0 -> 1 transition resets the CPU
+SYSTEM_CONTROL_A_A20 = bit(1)
+SYSTEM_CONTROL_A_POWER_ON = SYSTEM_CONTROL_A_A20
+# Reset control register (Intel ICH9 datasheet 13.7.5 RST_CNT, PIIX3's RC).
+RESET_CONTROL = 0xCF9
+RESET_CONTROL_SYS_RST = bit(1)            # reset type: system (hard) reset
+RESET_CONTROL_RST_CPU = bit(2)            # a write with this bit set resets
+RESET_CONTROL_FULL_RST = bit(3)           # full reset (power cycle)
+RESET_CONTROL_KEPT = RESET_CONTROL_SYS_RST | RESET_CONTROL_FULL_RST
+
 # --- Text on the console (ASCII) -------------------------------------------
 ASCII_NEWLINE = 0x0A
 ASCII_CARRIAGE_RETURN = 0x0D

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import datetime
 import os
 import re
 import shutil
@@ -177,9 +178,12 @@ class Run:
     """One emulator run of an image; use as a context manager."""
 
     def __init__(self, elf_path: Path, target: Target, timeout: float = DEFAULT_TIMEOUT_S,
-                 echo: bool = False, iso_path: Path | None = None) -> None:
+                 echo: bool = False, iso_path: Path | None = None,
+                 rtc_start: datetime.datetime | None = None) -> None:
+        """`rtc_start`: the UTC time the emulated machine's real-time clock
+        starts at (default: now)."""
         self.elf_path, self.target, self.timeout, self.echo = elf_path, target, timeout, echo
-        self.iso_path = iso_path
+        self.iso_path, self.rtc_start = iso_path, rtc_start
         self.workdir = Path(tempfile.mkdtemp(prefix="hvrun-"))
         self.process: subprocess.Popen | None = None
         self.console: Console | None = None
@@ -220,12 +224,13 @@ class Run:
         write_end = os.open(fifo, os.O_WRONLY)
         return fifo, read_end, write_end
 
-    def _spawn(self, argv: list[str], keep_fd: int, stdout) -> None:
+    def _spawn(self, argv: list[str], keep_fd: int, stdout,
+               environment: dict[str, str] | None = None) -> None:
         libc = ctypes.CDLL(None)
         # preexec_fn only calls prctl: safe even with the screen-drain thread.
         self.process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT,
-            start_new_session=True, pass_fds=(keep_fd,), cwd=self.workdir,
+            start_new_session=True, pass_fds=(keep_fd,), cwd=self.workdir, env=environment,
             preexec_fn=lambda: libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL))  # noqa: PLW1509
 
     def _start_bochs(self) -> Console:
@@ -236,13 +241,18 @@ class Run:
         fifo, read_end, write_end = self._fifo()
         environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(PROJECT_ROOT / "qemu")),
                                          undefined=jinja2.StrictUndefined)
+        # Bochs takes the clock's start as seconds since 1970 and shows it in
+        # local time: in UTC, for it.
+        time0 = (int(self.rtc_start.replace(tzinfo=datetime.UTC).timestamp())
+                 if self.rtc_start else None)
         config = environment.get_template("bochsrc.j2").render(
             cpu_model=self.target.cpu_model, memory_mib=machine_memory_mib(self.elf_path),
-            iso=iso.resolve(), log=self.workdir / "bochs.log", serial=fifo)
+            iso=iso.resolve(), log=self.workdir / "bochs.log", serial=fifo, time0=time0)
         (self.workdir / "bochsrc").write_text(config)
         (self.workdir / "debugger.rc").write_text("c\n")     # Debian's build stops in its debugger
         with open(self.emulator_log, "wb") as stdout:
-            self._spawn(["bochs", "-q", "-f", "bochsrc", "-rc", "debugger.rc"], write_end, stdout)
+            self._spawn(["bochs", "-q", "-f", "bochsrc", "-rc", "debugger.rc"], write_end, stdout,
+                        environment={**os.environ, "TZ": "UTC"} if time0 is not None else None)
         os.close(write_end)
         threading.Thread(target=_drain_bochs_screen, args=(self.emulator_log, self.process),
                          daemon=True).start()
@@ -253,7 +263,8 @@ class Run:
         the run through the isa-debug-exit device."""
         fifo, read_end, write_end = self._fifo()
         with open(self.emulator_log, "wb") as stdout:
-            self._spawn([EMULATOR_COMMANDS["qemu"], *self.target.args,
+            rtc = ["-rtc", f"base={self.rtc_start:%Y-%m-%dT%H:%M:%S}"] if self.rtc_start else []
+            self._spawn([EMULATOR_COMMANDS["qemu"], *self.target.args, *rtc,
                          "-m", str(machine_memory_mib(self.elf_path)), "-display", "none",
                          "-no-reboot", "-monitor", "none", "-serial", f"file:{fifo}",
                          "-device", f"isa-debug-exit,iobase={hw.QEMU_DEBUG_EXIT_PORT:#x},iosize=4",

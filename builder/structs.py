@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder import vcpu
+from builder import fw_cfg, hw, vcpu
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,16 @@ GUEST = Record("GUEST", [
     Field("restart_record", 8),  # this record as built
     Field("restart_vmcb", 8),    # SVM: the VMCB as built
     Field("expect_exit", 8),     # the exit code the config expects (hvrun's verdict)
+    # The guest's PC devices (hv/devices/).  Its RTC and CMOS, from rtc_offset
+    # to the end of cmos, are battery-backed: they survive a restart.
+    Field("rtc_offset", 8),      # the guest's clock minus the hypervisor's, in seconds (signed)
+    Field("rtc_frozen", 8),      # the time fields while register B's SET bit holds the clock
+    Field("rtc_update_second", 8),  # the clock's second at the last read of register C
+    Field("rtc_weekday_shift", 8),  # the guest's day of week minus the calendar's (0-6)
+    Field("cmos", hw.CMOS_SIZE),    # registers 0x00-0x7F by number (time fields: computed)
+    Field("fw_cfg_items", fw_cfg.DATA_SIZE),  # builder/fw_cfg.py DIRECTORY's bytes
+    Field("fw_cfg_selector", 8),
+    Field("fw_cfg_offset", 8),   # the data port's next byte within the selected item
     # The state the VM entry and exit leave alone (builder/vcpu.py)
     *(Field(name, size) for name, size in vcpu.record_fields()),
     Field("state", 1),
@@ -134,6 +144,13 @@ GUEST = Record("GUEST", [
     Field("pit", PIT_CHANNEL.size * 3),
     Field("acpi_pm1_enable", 2),    # ACPI PM1_EN as written, reserved bits clear
     Field("acpi_pm1_control", 2),   # ACPI PM1_CNT's read/write bits (BM_RLD, SLP_TYP) as written
+    Field("rtc_index", 1),       # the byte last written to port 0x70 (bit 7: NMI disable)
+    Field("i8042_command_byte", 1),
+    Field("i8042_status", 1),    # OBF: i8042_output waits at port 0x60
+    Field("i8042_output", 1),
+    Field("i8042_pending_command", 1),   # the command whose data byte port 0x60 takes next, or 0
+    Field("system_control_a", 1),
+    Field("reset_control", 1),
     Field("name", GUEST_NAME_SIZE),
     Field("line", GUEST_LINE_SIZE),
 ])
@@ -162,6 +179,10 @@ HV = Record("HV", [
     Field("tsc_hz", 8),            # the TSC's rate, measured against the PIT at boot
     Field("idle_halts", 8),        # times every guest slept and the CPU halted
     Field("idle_cycles", 8),       # TSC cycles spent so
+    Field("rtc_boot_seconds", 8),  # the real RTC read at boot, as seconds since 1970 (rtc_boot_read)
+    Field("rtc_boot_tsc", 8),      # the TSC at that read: guests' clocks count from it
+    Field("rtc_uip_start", 8),     # TSC cycles into a second at which register A's UIP rises
+    Field("rtc_found", 8),         # non-zero: the real RTC answered (its UIP cleared) at boot
     # The backend chosen at boot, as the core calls it (hv/core/arch.s.j2)
     Field("arch_run_guest", 8),
     Field("arch_resume_guest", 8),

@@ -5,7 +5,7 @@ bitmaps and the symbol table the crash reporter searches.
 
 from __future__ import annotations
 
-from builder import devices, hw, vcpu, vmcs
+from builder import cmos, devices, fw_cfg, hw, vcpu, vmcs
 from builder.config import StartMode
 from builder.guest_images import GuestImage
 from builder.layout import GDT_ENTRIES, TSS_SIZE, GuestLayout, Layout
@@ -171,7 +171,10 @@ def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int,
                       memory_size=guest.memory_size, restart_image=restart.image if restart else 0,
                       restart_record=restart.record if restart else 0,
                       restart_vmcb=restart.vmcb or 0 if restart else 0, **dict(registers),
-                      expects_exit=int(expect_exit is not None), expect_exit=expect_exit or 0)
+                      expects_exit=int(expect_exit is not None), expect_exit=expect_exit or 0,
+                      cmos=cmos.image(guest.memory_size), fw_cfg_items=fw_cfg.data(guest.memory_size),
+                      i8042_command_byte=hw.I8042_CTR_POWER_ON,
+                      system_control_a=hw.SYSTEM_CONTROL_A_POWER_ON)
 
 
 SYMTAB_ENTRY_SIZE = 16

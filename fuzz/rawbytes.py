@@ -36,6 +36,10 @@ REFUSED_MNEMONICS = {"syscall", "sysenter", "sysexit", "sysret", "sysretq", "sys
                      "vmmcall", "xbegin", "xabort", "loop", "loope", "loopne", "jrcxz", "jecxz",
                      "enclu", "uiret", "retf", "retfq", "iret", "iretd", "iretq", "ljmp", "lcall"}
 MAX_INSTRUCTIONS = 3
+# Ports an OUT by immediate must not reach: the debug-exit port ends the
+# attacker, the 8042's command port and port A can reset it (0xCF9 takes
+# no immediate).
+UNREACHABLE_PORTS = (hw.QEMU_DEBUG_EXIT_PORT, hw.I8042_COMMAND_PORT, hw.SYSTEM_CONTROL_A)
 ATTEMPTS = 64
 FALLBACK = bytes.fromhex("0f0b")     # ud2
 
@@ -56,8 +60,8 @@ def acceptable(instruction) -> bool:
             and operands[0].reg in SYSTEM_REGISTERS):
         return False
     if (instruction.mnemonic == "out" and operands and operands[0].type == x86.X86_OP_IMM
-            and operands[0].imm == hw.QEMU_DEBUG_EXIT_PORT):
-        return False                        # it would end the attacker (README: debug exit)
+            and operands[0].imm in UNREACHABLE_PORTS):
+        return False                        # it would end or reset the attacker (README)
     return not any(operand.type == x86.X86_OP_MEM and operand.mem.base == x86.X86_REG_RIP
                    for operand in operands)
 

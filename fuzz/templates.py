@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from builder import hw, msrs
-from builder.guest_images import HYPERCALLS, SECRET
+from builder.guest_images import BENCH_IDLE_PORT, HYPERCALLS, SECRET
 
 Params = dict[str, int | str]
 
@@ -138,6 +138,31 @@ def draw_value(rng: random.Random, memory: int) -> int:
             return value
 
 
+# Ports where a guest's write resets it (README, "The guest's view"): the
+# 8042's command port, the reset control register, system control port A.
+# A reset ends the attacker's table of programs as the debug-exit port
+# would, so only `reset-port` steps reach them, with values beside the
+# reset values, and they leave EDX on an unclaimed port: no later step
+# (a raw OUT DX) can finish a reset by chance.
+RESET_PORTS = (hw.I8042_COMMAND_PORT, hw.RESET_CONTROL, hw.SYSTEM_CONTROL_A)
+PARKED_PORT = BENCH_IDLE_PORT              # the POST-code port: no device
+
+
+def harmless(port: int, value: int) -> int:
+    """`value` with the bits that would reset the guest through `port` turned
+    the other way: a pulse command at 0x64 keeps bit 0 (the reset line) set,
+    0xCF9 gets no RST_CPU, port A never sets its fast-reset bit (so it never
+    goes from 0 to 1).  The devices decode bytes: the low byte is what counts."""
+    low = value & 0xFF
+    if port == hw.I8042_COMMAND_PORT and low & hw.I8042_CMD_PULSE_MASK == hw.I8042_CMD_PULSE:
+        low |= hw.I8042_PULSE_RESET_LINE
+    elif port == hw.RESET_CONTROL:
+        low &= ~hw.RESET_CONTROL_RST_CPU
+    elif port == hw.SYSTEM_CONTROL_A:
+        low &= ~hw.SYSTEM_CONTROL_A_FAST_RESET
+    return value & ~0xFF | low
+
+
 # Ports where a write may end the attacker (README, "The guest's view"): the
 # debug exit, and the ACPI PM1a control register (an S5 request powers it off).
 ENDING_PORTS = frozenset({hw.QEMU_DEBUG_EXIT_PORT,
@@ -146,10 +171,11 @@ ENDING_PORTS = frozenset({hw.QEMU_DEBUG_EXIT_PORT,
 
 def draw_port(rng: random.Random) -> int:
     """A port, never one of ENDING_PORTS: a write there may end the
-    attacker, which would cut its table of programs short."""
+    attacker, which would cut its table of programs short; nor a reset
+    port (`reset-port` steps)."""
     while True:
         port = rng.choice(PORTS) if rng.random() < 0.7 else rng.getrandbits(16)
-        if port not in ENDING_PORTS:
+        if port not in ENDING_PORTS and port not in RESET_PORTS:
             return port
 
 
@@ -224,6 +250,18 @@ def _port_out(p, attacker):
     if p["immediate"] and port < 0x100:
         return lines + [f"out {port:#x}, {reg}"]
     return lines + [f"mov edx, {port:#x}", f"out dx, {reg}"]
+
+
+def _reset_port(rng, memory):
+    return {"port": rng.choice(RESET_PORTS), "size": rng.choice((1, 1, 2, 4)),
+            "value": draw_value(rng, memory), "write": int(rng.random() < 0.7)}
+
+
+def _reset_port_render(p, attacker):
+    port, reg = int(p["port"]), _ACCUMULATOR[int(p["size"])]
+    access = f"out dx, {reg}" if p["write"] else f"in {reg}, dx"
+    return [f"mov eax, {harmless(port, int(p['value'])) & 0xFFFFFFFF:#x}", f"mov edx, {port:#x}", access,
+            f"mov edx, {PARKED_PORT:#x}"]
 
 
 def _port_string(rng, memory):
@@ -489,6 +527,7 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in (
     Template("in", 6, _port, _port_in),
     Template("out", 6, _port, _port_out),
     Template("string-io", 0.5, _port_string, _port_string_render),
+    Template("reset-port", 1, _reset_port, _reset_port_render),
     Template("rdmsr", 5, lambda rng, m: {"msr": draw_msr(rng)}, _simple(["mov ecx, {msr:#x}", "rdmsr"])),
     Template("wrmsr", 6, _wrmsr, lambda p, a: [f"mov ecx, {int(p['msr']):#x}", *split(int(p["value"])), "wrmsr"]),
     Template("cr-write", 3, _cr_write, lambda p, a: [load("rax", int(p["value"])), f"mov cr{p['cr']}, rax"]),

@@ -3,6 +3,7 @@ with GNU binutils, boot images in an emulator and read their console."""
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import subprocess
 from contextlib import contextmanager
@@ -31,8 +32,10 @@ def build_image(directory: Path, text: str, *, test_hooks: frozenset[str] = froz
 
 
 def binutils_guest(directory: Path, source: str, *, bits: int, flat: bool = False,
-                   defines: tuple[str, ...] = (), link_address: int = 0x1000) -> Path:
-    """Assemble and link tests/guests/<source> with GNU as and ld."""
+                   defines: tuple[str, ...] = (), link_address: int = 0x1000,
+                   values: dict[str, int] | None = None) -> Path:
+    """Assemble and link tests/guests/<source> with GNU as and ld; each of
+    `defines` is defined as 1, each of `values` as its value."""
     for tool in ("as", "ld", "objcopy"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"GNU binutils' {tool} is missing: run `make setup`")
@@ -41,6 +44,7 @@ def binutils_guest(directory: Path, source: str, *, bits: int, flat: bool = Fals
     as_mode = "--64" if bits == 64 else "--32"
     ld_mode = "elf_x86_64" if bits == 64 else "elf_i386"
     symbols = [arg for d in defines for arg in ("--defsym", f"{d}=1")]
+    symbols += [arg for name, value in (values or {}).items() for arg in ("--defsym", f"{name}={value}")]
     subprocess.run(["as", as_mode, "-I", str(GUESTS), *symbols, "-o", str(obj), str(GUESTS / source)],
                    check=True)
     subprocess.run(["ld", "-m", ld_mode, "-N", "-e", "_start", f"-Ttext={link_address:#x}",
@@ -53,17 +57,20 @@ def binutils_guest(directory: Path, source: str, *, bits: int, flat: bool = Fals
 
 
 @contextmanager
-def booted(elf_path: Path, target: str = "bochs", timeout: float = BOOT_TIMEOUT_S):
-    """Boot the image; yield its console.  The emulator is gone afterwards."""
+def booted(elf_path: Path, target: str = "bochs", timeout: float = BOOT_TIMEOUT_S,
+           rtc_start: datetime.datetime | None = None):
+    """Boot the image; yield its console.  The emulator is gone afterwards.
+    `rtc_start`: the UTC time the machine's real-time clock starts at."""
     if target == "bochs" and shutil.which("bochs") is None:
         raise RuntimeError("Bochs is not installed: run `make setup`")
-    with Run(elf_path, TARGETS[target], timeout) as console:
+    with Run(elf_path, TARGETS[target], timeout, rtc_start=rtc_start) as console:
         yield console
 
 
-def boot_to_end(elf_path: Path, target: str = "bochs") -> list[str]:
+def boot_to_end(elf_path: Path, target: str = "bochs",
+                rtc_start: datetime.datetime | None = None) -> list[str]:
     """Boot the image and return every console line once it powered off."""
-    with booted(elf_path, target) as console:
+    with booted(elf_path, target, rtc_start=rtc_start) as console:
         console.expect(r"\[hv\] powering off")
         return console.run_to_end()
 
@@ -78,6 +85,9 @@ def guest_lines(lines: list[str], name: str) -> list[str]:
 # differs is named here; every assertion is the same.
 BOOT_TARGETS = ("bochs", "qemu", "bochs-svm")
 BACKEND_OF = {"bochs": "vmx", "qemu": "svm", "bochs-svm": "svm"}
+# The TSC's rate: in Bochs one instruction is one tick and `ips` sets
+# virtual time; in QEMU -icount shift=0 one instruction is 1 ns.
+TSC_HZ = {"bochs": 4_000_000, "bochs-svm": 4_000_000, "qemu": 1_000_000_000}
 _VMX_EXITS = {"out_of_bounds": "EPT_VIOLATION, exit 48, qualification 0x181",
               "triple_fault": "TRIPLE_FAULT, exit 2, qualification 0x0"}
 _SVM_EXITS = {"out_of_bounds": "NPF, exit 1024, qualification 0x100000004",

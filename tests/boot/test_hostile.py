@@ -144,19 +144,33 @@ def test_the_witness_checksums_its_memory_as_built_and_sees_its_state_change(tmp
 # --- ports ----------------------------------------------------------------
 
 def test_every_port_and_the_reset_and_exit_ports_reach_nothing(tmp_path, target):
-    _, said, _ = attack(tmp_path, target, "hostile_ports.S", beats=30)
+    _, said, _ = attack(tmp_path, target, "hostile_ports.S", beats=60)
     com1 = [0, 0, hw.UART_IIR_NO_INTERRUPT, hw.UART_LCR_8N1, 0, hw.UART_LSR_THRE | hw.UART_LSR_TEMT,
             hw.UART_MSR_IDLE, 0]          # RBR ... SCR at reset (README, "Console")
-    pokes = [(0xFE, 0x64), (0x6, 0xCF9), (0xE, 0xCF9), (0x1, 0x92), (0x0, 0x501),
+    # The other devices' ports, as the read sweep found them (README, "The
+    # guest's view"): the 8042's data (nothing waiting) and status (SYS), the
+    # RTC's write-only index and its data (register 0, the seconds, in BCD),
+    # port A (A20 on), fw_cfg's write-only selector and its data (the first
+    # byte of item 0, the signature), the reset control register.
+    assert said[2].startswith("ports: devices read "), said
+    words = said[2].removeprefix("ports: devices read ").split()
+    devices = dict(zip(words[::2], words[1::2]))
+    seconds = int(devices.pop("0x71"), 16)
+    assert seconds >> 4 <= 5 and seconds & 0xF <= 9, "the RTC's seconds in BCD"
+    assert devices == {"0x60": "0x0", "0x64": "0x4", "0x70": "0xff", "0x92": "0x2", "0x510": "0xff",
+                       "0x511": hex(ord("Q")), "0xcf9": "0x0"}
+    # Beside each reset value, not on it: a reset is the guest's own
+    # (tests/boot/test_devices.py); then the emulators' exit ports.
+    pokes = [(0xFF, 0x64), (0xF1, 0x64), (0xFB, 0xCF9), (0xA, 0xCF9), (0xFE, 0x92), (0x0, 0x501),
              (ord("X"), 0x402), (ord("X"), 0xE9)]
-    # the virtual PC's devices answer at their reset state: the 8259As'
-    # IRR and the master's IMR (0x20, 0x21, 0xA0; the slave's IMR reads
-    # 0xff), the 8254's three counters (0x40-0x42), port 0x61 and the
+    # beyond those, the 8259As and 8254 answer at their reset state: the
+    # 8259As' IRR and the master's IMR (0x20, 0x21, 0xA0; the slave's IMR
+    # reads 0xff), the 8254's three counters (0x40-0x42), port 0x61 and the
     # ELCRs (0x4D0, 0x4D1): builder/devices.py
-    assert said == [
-        "ports: 65536 read, 9 not 0xff outside COM1 and our ACPI PM block",
+    assert said[:2] + said[3:] == [
+        "ports: 65536 read, 9 not 0xff outside COM1, the ACPI PM block and the devices listed next",
         "ports: COM1 reads " + " ".join(hex(value) for value in com1),
-        "ports: 65527 written with 0xfe (all but COM1 and the debug-exit port)",
+        "ports: 65525 written with 0xfe (all but COM1, the debug-exit port, 0x64 and 0xcf9)",
         "ports: COM1 scratch reads back 0x5a",
         *(f"ports: wrote {value:#x} to {port:#x}, still running" for value, port in pokes),
         "ports: wrote Shutdown to 0x8900, still running",

@@ -1,10 +1,12 @@
 # A hostile guest: every I/O port, and the ports that reset or end a
 # machine or an emulator.  Each line it prints is a result:
-#   ports: 65536 read, N not 0xff outside COM1 and our ACPI PM block
+#   ports: 65536 read, N not 0xff outside COM1, the ACPI PM block and the devices listed next
 #   ports: COM1 reads 0x.. (its eight registers, 0x3F8-0x3FF)
-#   ports: 65527 written with 0xfe (all but COM1 and the debug-exit port)
+#   ports: devices read P V ...  (the other emulated devices' ports, as the sweep read them)
+#   ports: 65525 written with 0xfe (all but COM1, the debug-exit port, and 0x64 and 0xcf9,
+#          where 0xfe resets the guest)
 #   ports: COM1 scratch reads back 0x5a
-#   ports: wrote V to P, still running      (a reset, exit or shutdown port)
+#   ports: wrote V to P, still running      (next to a reset value, an exit or shutdown port)
 #   ports: ACPI PM: W word writes, R word reads not 0xffff, D dword reads not 0xffffffff
 #          (the emulators' PM blocks; the guest's own, 0x600-0x605, is
 #          hostile_acpi_pm.S's to attack: an S5 request there ends the guest)
@@ -19,13 +21,17 @@
 .set COM1_LAST, COM1 + 7
 .set COM1_SCR, COM1 + 7
 .set SCRATCH_VALUE, 0x5A
+# The emulated devices reset the guest on these (README, "The guest's
+# view"); a reset is tested on its own (tests/boot/test_devices.py), so
+# here they get the values beside the reset values.
 .set KBC_COMMAND, 0x64
-.set KBC_PULSE_RESET, 0xFE
+.set KBC_PULSE_NONE, 0xFF                 # 0xF0-0xFF pulse the bits that are 0: none
+.set KBC_PULSE_NOT_RESET, 0xF1            # bits 1-3, not the reset line (bit 0)
 .set RESET_CONTROL, 0xCF9                 # PIIX/ICH reset control register
-.set RESET_CONTROL_SOFT, 0x06             # SYS_RST | RST_CPU
-.set RESET_CONTROL_HARD, 0x0E             # FULL_RST | SYS_RST | RST_CPU
-.set SYSTEM_CONTROL_A, 0x92               # bit 0: fast reset
-.set FAST_RESET, 0x01
+.set RESET_CONTROL_NO_CPU, 0xFB           # every bit but RST_CPU
+.set RESET_CONTROL_TYPE, 0x0A             # FULL_RST | SYS_RST, without RST_CPU
+.set SYSTEM_CONTROL_A, 0x92               # bit 0: fast reset, when it goes from 0 to 1
+.set PORT_A_NO_RESET, 0xFE                # bit 0 stays 0
 .set QEMU_DEBUG_EXIT, 0xF4                # QEMU's isa-debug-exit
 .set BOCHS_SHUTDOWN, 0x8900                # Bochs: "Shutdown" written there powers off
 .set DEBUG_EXIT_ALTERNATE, 0x501          # where test setups often put QEMU's isa-debug-exit
@@ -57,10 +63,11 @@
 _start:
     hostile_start
 
-# Read every port once (IN AL): nothing but COM1 and the guest's own ACPI PM
-# registers may answer.
+# Read every port once (IN AL): nothing but COM1, the guest's own ACPI PM
+# registers and the virtual PC's devices may answer.  What the ports of
+# the devices in `device_ports` read is kept, in `device_reads`.
     xor r12d, r12d                            # port
-    xor r13d, r13d                            # reads outside COM1 that were not 0xff
+    xor r13d, r13d                            # reads outside the devices that were not 0xff
 read_port:
     mov edx, r12d
     in al, dx
@@ -70,9 +77,24 @@ read_port:
     jbe read_next
 read_com1:
     cmp r12d, COM1
-    jb read_check
+    jb read_device
     cmp r12d, COM1_LAST
     jbe read_next
+read_device:
+    lea rsi, [rip + device_ports]
+    xor ecx, ecx
+read_device_next:
+    movzx edi, word ptr [rsi + rcx * 2]
+    test edi, edi
+    jz read_check
+    cmp edi, r12d
+    je read_device_keep
+    inc ecx
+    jmp read_device_next
+read_device_keep:
+    lea rdi, [rip + device_reads]
+    mov [rdi + rcx], al
+    jmp read_next
 read_check:
     cmp al, 0xFF
     je read_next
@@ -85,7 +107,7 @@ read_next:
     say_dec r12
     say " read, "
     say_dec r13
-    say " not 0xff outside COM1 and our ACPI PM block\n"
+    say " not 0xff outside COM1, the ACPI PM block and the devices listed next\n"
 
     say "ports: COM1 reads"
     mov r12d, COM1
@@ -100,13 +122,37 @@ com1_read:
     jbe com1_read
     say "\n"
 
+    say "ports: devices read"
+    lea rsi, [rip + device_ports]
+    lea rdi, [rip + device_reads]
+device_read:
+    movzx eax, word ptr [rsi]
+    test eax, eax
+    jz device_read_done
+    say " "
+    say_hex rax
+    movzx eax, byte ptr [rdi]
+    say " "
+    say_hex rax
+    add rsi, 2
+    inc rdi
+    jmp device_read
+device_read_done:
+    say "\n"
+
 # Write SWEEP_VALUE to every port but COM1 (whose THR would print it and
-# whose LCR would change the line format) and the debug-exit port (a write
-# there ends the guest: README, "The guest's view").
+# whose LCR would change the line format), the debug-exit port (a write
+# there ends the guest: README, "The guest's view"), and the two where
+# SWEEP_VALUE resets the guest: the 8042's reset pulse, and RST_CPU in
+# the reset control register.
     xor r12d, r12d
     xor r13d, r13d                            # ports written
 write_port:
     cmp r12d, QEMU_DEBUG_EXIT
+    je write_next
+    cmp r12d, KBC_COMMAND
+    je write_next
+    cmp r12d, RESET_CONTROL
     je write_next
     cmp r12d, COM1
     jb write_out
@@ -123,7 +169,7 @@ write_next:
     jb write_port
     say "ports: "
     say_dec r13
-    say " written with 0xfe (all but COM1 and the debug-exit port)\n"
+    say " written with 0xfe (all but COM1, the debug-exit port, 0x64 and 0xcf9)\n"
 
     mov dx, COM1_SCR
     mov al, SCRATCH_VALUE
@@ -134,11 +180,13 @@ write_next:
     say_hex rax
     say "\n"
 
-# The resets a PC knows, then the emulators' exit and shutdown ports.
-    poke KBC_COMMAND, KBC_PULSE_RESET
-    poke RESET_CONTROL, RESET_CONTROL_SOFT
-    poke RESET_CONTROL, RESET_CONTROL_HARD
-    poke SYSTEM_CONTROL_A, FAST_RESET
+# The values beside the resets a PC knows, then the emulators' exit and
+# shutdown ports.
+    poke KBC_COMMAND, KBC_PULSE_NONE
+    poke KBC_COMMAND, KBC_PULSE_NOT_RESET
+    poke RESET_CONTROL, RESET_CONTROL_NO_CPU
+    poke RESET_CONTROL, RESET_CONTROL_TYPE
+    poke SYSTEM_CONTROL_A, PORT_A_NO_RESET
     poke DEBUG_EXIT_ALTERNATE, 0x00
     poke QEMU_DEBUGCON, 'X'
     poke BOCHS_E9, 'X'
@@ -216,6 +264,9 @@ pm_done:
     jmp exit_with
 
     .section .rodata
+# The emulated devices' ports but COM1 (0 ends the list).
+device_ports:
+    .word 0x60, 0x64, 0x70, 0x71, 0x92, 0x510, 0x511, 0xCF9, 0
 shutdown_command:
     .asciz "Shutdown"
 pm_blocks:                                    # [first, end) of each block; 0 ends the list
@@ -223,3 +274,6 @@ pm_blocks:                                    # [first, end) of each block; 0 en
     .word 0xB000, 0xB040                      # QEMU i440fx and Bochs (PIIX4 PM base)
     .word 0x4000, 0x4040
     .word 0, 0
+
+    .data
+device_reads: .fill 8, 1, 0                # what the sweep read at each of device_ports

@@ -247,3 +247,32 @@ def test_durations_and_a_bad_skip_are_read_as_a_person_writes_them(capsys):
     assert cli.duration("90s") == 90 and cli.duration("10m") == 600 and cli.duration("2h") == 7200
     assert cli.main(["--skip", "teleport", "--count", "1"]) == 2
     assert "no step kind 'teleport'" in capsys.readouterr().err
+
+
+def _resets(port, low):
+    """Would this byte, written to this port, reset the guest (README)?"""
+    return ((port == 0x64 and low >= 0xF0 and not low & 1) or (port == 0xCF9 and low & 0x04)
+            or (port == 0x92 and low & 0x01))
+
+
+def test_no_step_writes_a_reset_value_to_a_reset_port_or_leaves_edx_on_one():
+    reset_ports = {0x64, 0xCF9, 0x92}
+    drawn = 0
+    for index in range(400):
+        for step in generate(13, index, MEMORY).steps:
+            lines = templates.TEMPLATES[step.kind].render(step.args, 1)
+            if step.kind != "reset-port":
+                assert step.args.get("port") not in reset_ports, step
+                continue
+            drawn += 1
+            value = int(lines[0].removeprefix("mov eax, "), 16)
+            assert lines[1] == f"mov edx, {step.args['port']:#x}"
+            assert not _resets(step.args["port"], value & 0xFF), step
+            assert lines[-1] == "mov edx, 0x80"
+    assert drawn > 20
+    for port in reset_ports:
+        assert all(not _resets(port, templates.harmless(port, value) & 0xFF) for value in range(0x200))
+    assert templates.harmless(0x64, 0x12FE) == 0x12FF
+    assert not rawbytes.whole_and_acceptable(bytes.fromhex("e664"))           # out 0x64, al
+    assert not rawbytes.whole_and_acceptable(bytes.fromhex("e692"))           # out 0x92, al
+    assert rawbytes.whole_and_acceptable(bytes.fromhex("e670"))               # out 0x70, al: the RTC's index
