@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from builder import hw
-from builder.structs import NO_DEADLINE, PIC, PIT_CHANNEL
+from builder.structs import GUEST, IOAPIC, NO_DEADLINE, PIC, PIT_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,12 @@ PIC_MASTER_RESET_IMR = 0xFF & ~(1 << hw.PIC_CASCADE_IRQ)
 PIC_SLAVE_RESET_IMR = 0xFF
 
 
+LAPIC_REGISTER_NAMES = ("ID", "VERSION", "TPR", "APR", "PPR", "EOI", "RRD", "LDR", "DFR", "SVR", "ISR",
+                        "TMR", "IRR", "ESR", "LVT_CMCI", "ICR_LOW", "ICR_HIGH", "LVT_TIMER",
+                        "LVT_THERMAL", "LVT_PERFORMANCE", "LVT_LINT0", "LVT_LINT1", "LVT_ERROR",
+                        "TIMER_INITIAL_COUNT", "TIMER_CURRENT_COUNT", "TIMER_DIVIDE")
+
+
 def reset_fields() -> dict[str, int | bytes]:
     """The device state of a guest's record as the guest starts."""
     master = PIC.pack(vector=PIC_MASTER_RESET_VECTOR, imr=PIC_MASTER_RESET_IMR, icw4=hw.PIC_ICW4_8086,
@@ -105,7 +111,12 @@ def check(devices: tuple[PortDevice, ...] = PORT_DEVICES) -> None:
 
 
 def asm_constants() -> dict[str, int]:
-    names = {**PIC.asm_constants(), **PIT_CHANNEL.asm_constants(), "NO_DEADLINE": NO_DEADLINE}
+    names = {**PIC.asm_constants(), **PIT_CHANNEL.asm_constants(), **IOAPIC.asm_constants(),
+             "NO_DEADLINE": NO_DEADLINE}
+    # GUEST_APIC_<register>: where the local APIC register is kept in the record
+    for name in LAPIC_REGISTER_NAMES:
+        offset = getattr(hw, f"LAPIC_{name}")
+        names[f"GUEST_APIC_{name}"] = GUEST.offsets["lapic"] + (offset >> hw.LAPIC_REGISTER_SHIFT) * 4
     for device in PORT_DEVICES:
         names[f"DEVICE_{device.name.upper()}_FIRST"] = device.first
         names[f"DEVICE_{device.name.upper()}_COUNT"] = device.count

@@ -574,6 +574,55 @@ GUEST_IOAPIC_ID = 1                       # not the CPU's 0: one ID space on the
 GUEST_IOAPIC_VERSION = 0x20               # I/O APIC register 1 bits 7:0, as QEMU's model reads
 GUEST_IOAPIC_PINS = 24                    # register 1 bits 23:16 hold this less one
 GUEST_IOAPIC_GSI_BASE = 0
+# The guest's local APIC registers (SDM Vol. 3A 11.4.1, table 11-1): offsets
+# in its 4 KiB page.  Every register sits on a 16-byte boundary; the
+# hypervisor keeps each as a dword at (offset >> 4) * 4 in GUEST.lapic.
+LAPIC_REGISTER_SHIFT = 4                  # offset >> 4: the register's number
+LAPIC_REGISTERS = 64                      # 0x000-0x3F0
+LAPIC_ID = 0x20
+LAPIC_VERSION = 0x30
+LAPIC_TPR = 0x80
+LAPIC_APR = 0x90
+LAPIC_PPR = 0xA0
+LAPIC_RRD = 0xC0
+LAPIC_LDR = 0xD0
+LAPIC_DFR = 0xE0
+LAPIC_SVR = 0xF0
+LAPIC_ISR = 0x100                         # 8 registers of 32 vectors each
+LAPIC_TMR = 0x180
+LAPIC_IRR = 0x200
+LAPIC_ESR = 0x280
+LAPIC_LVT_CMCI = 0x2F0
+LAPIC_ICR_LOW = 0x300
+LAPIC_ICR_HIGH = 0x310
+LAPIC_LVT_TIMER = 0x320
+LAPIC_LVT_THERMAL = 0x330
+LAPIC_LVT_PERFORMANCE = 0x340
+LAPIC_LVT_LINT0 = 0x350
+LAPIC_LVT_LINT1 = 0x360
+LAPIC_LVT_ERROR = 0x370
+LAPIC_TIMER_INITIAL_COUNT = 0x380
+LAPIC_TIMER_CURRENT_COUNT = 0x390
+LAPIC_TIMER_DIVIDE = 0x3E0
+LAPIC_DFR_FLAT = 0xFFFFFFFF               # 11.6.2.2: the flat model (the reset value)
+LAPIC_LDR_SHIFT = 24                      # logical APIC ID in bits 31:24
+LAPIC_ID_SHIFT = 24
+# The guest's I/O APIC (82093AA data sheet 3.1, 3.2): its MMIO window,
+# its registers through IOREGSEL/IOWIN, and a redirection entry's fields.
+IOAPIC_PAGE_SIZE = 0x1000
+IOAPIC_EOI = 0x40                         # EOI register of version 0x20 I/O APICs (ICH)
+IOAPIC_REGISTER_ID = 0x00
+IOAPIC_REGISTER_VERSION = 0x01
+IOAPIC_REGISTER_ARBITRATION = 0x02
+IOAPIC_ENTRY_VECTOR_MASK = 0xFF
+IOAPIC_ENTRY_DELIVERY_SHIFT = 8           # 000 fixed, 001 lowest priority, 100 NMI, 101 INIT, 111 ExtINT
+IOAPIC_ENTRY_DESTINATION_LOGICAL = bit(11)
+IOAPIC_ENTRY_DELIVERY_STATUS = bit(12)
+IOAPIC_ENTRY_POLARITY_LOW = bit(13)
+IOAPIC_ENTRY_REMOTE_IRR = bit(14)
+IOAPIC_ENTRY_LEVEL = bit(15)
+IOAPIC_ENTRY_MASKED = bit(16)
+IOAPIC_ENTRY_DESTINATION_SHIFT = 56       # bits 63:56 of the 64-bit entry
 GUEST_CPU_SIGNATURE = 0x600               # MP spec 1.4 4.3.1: family 6; the CPU itself is
                                           #   the host's, known only to CPUID
 CPUID_1_EDX_FPU = bit(0)

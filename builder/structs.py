@@ -63,6 +63,14 @@ GUEST_SLEEPING = 3      # halted with interrupts enabled, until an interrupt is 
 
 NO_DEADLINE = (1 << 64) - 1     # a timer that is not armed: no TSC value reaches it
 
+# The guest's I/O APIC (hv/devices/ioapic.s.j2; 82093AA data sheet).
+IOAPIC = Record("IOAPIC_STATE", [
+    Field("entries", 8 * hw.GUEST_IOAPIC_PINS),  # redirection entries, 64 bits each, pin by pin
+    Field("pin_levels", 4),      # each input pin's level (bit n: pin n asserted)
+    Field("select", 1),          # IOREGSEL
+    Field("id", 1),              # the ID register's bits 27:24
+])
+
 # One 8259A of a guest's pair (hv/devices/pic.s.j2; 8259A data sheet).
 PIC = Record("PIC_CHIP", [
     Field("irr", 1),            # interrupt request register
@@ -142,6 +150,8 @@ GUEST = Record("GUEST", [
     Field("pic_master", PIC.size),
     Field("pic_slave", PIC.size),
     Field("pit", PIT_CHANNEL.size * 3),
+    Field("lapic", 4 * hw.LAPIC_REGISTERS),   # local APIC registers by number (builder/hw.py LAPIC_*)
+    Field("ioapic", IOAPIC.size),
     Field("acpi_pm1_enable", 2),    # ACPI PM1_EN as written, reserved bits clear
     Field("acpi_pm1_control", 2),   # ACPI PM1_CNT's read/write bits (BM_RLD, SLP_TYP) as written
     Field("rtc_index", 1),       # the byte last written to port 0x70 (bit 7: NMI disable)
