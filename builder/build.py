@@ -45,6 +45,7 @@ from builder.structs import (
     GUEST_STOPPED,
     HV,
     PIT_CHANNEL,
+    mmio_asm_constants,
     SAVED_REGISTERS,
 )
 
@@ -82,7 +83,7 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     """Every number the hypervisor templates may use, by name."""
     constants = {**hw.asm_constants(), **GUEST.asm_constants(), **HV.asm_constants(),
                  **CAPS.asm_constants(), **devices.asm_constants(), **cmos.asm_constants(),
-                 **fw_cfg.asm_constants()}
+                 **fw_cfg.asm_constants(), **mmio_asm_constants()}
     constants.update({f"LAYOUT_{name.upper()}": address for name, address in
                       {**layout.rodata, **layout.rwdata}.items()})
     # keystone keeps one symbol of [A + B] (see builder.assemble), so each
@@ -96,6 +97,8 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     constants["GUEST_UART_LCR"] = GUEST.offsets["uart_regs"] + hw.UART_LCR
     constants["GUEST_PIT_CHANNEL0_NEXT_EDGE"] = GUEST.offsets["pit"] + PIT_CHANNEL.offsets["next_edge"]
     constants["GUEST_PIT_CHANNEL2"] = GUEST.offsets["pit"] + 2 * PIT_CHANNEL.size
+    constants["VMCB_CS_BASE"] = hw.Vmcb.CS + hw.VMCB_SEGMENT_BASE
+    constants["VMCB_CS_ATTRIBUTES"] = hw.Vmcb.CS + hw.VMCB_SEGMENT_ATTRIBUTES
     # A restart keeps the guest's battery-backed RTC and CMOS (hv/core/restart.s.j2).
     battery_backed = GUEST.offsets["cmos"] + hw.CMOS_SIZE - GUEST.offsets["rtc_offset"]
     constants["GUEST_BATTERY_BACKED_QWORDS"] = battery_backed // 8
@@ -135,6 +138,9 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         MSR_IN_HARDWARE=msrs.IN_HARDWARE,
         LAYOUT_CPUID_TABLE_END=layout.rodata["cpuid_table"] + cpuid.TABLE_COUNT * cpuid.ENTRY_SIZE,
         CPUID_ANY_SUBLEAF=cpuid.ANY_SUBLEAF,
+        CPUID_GUEST_FEATURES_1_ECX=cpuid.GUEST_FEATURES_1_ECX,
+        CPUID_GUEST_FEATURES_1_EDX=cpuid.GUEST_FEATURES_1_EDX,
+        CPUID_GUEST_FEATURES_6_EAX=cpuid.GUEST_FEATURES_6_EAX,
         CPUID_ENTRY_SIZE=cpuid.ENTRY_SIZE,
         **{f"CPUID_ENTRY_{name.upper()}": offset for name, offset in cpuid.ENTRY_OFFSETS.items()},
         GUEST_XFEATURES=vcpu.GUEST_XFEATURES,
@@ -161,6 +167,7 @@ def render_hypervisor(config: Config, layout: Layout, test_hooks: frozenset[str]
     """The hypervisor's whole assembly source, constants first."""
     return render(HV_TEMPLATE, asm_constants(config, layout), layout=layout,
                   backends=layout.backends, port_devices=devices.PORT_DEVICES,
+                  mmio_devices=devices.MMIO_DEVICES,
                   rtc_register_kinds=cmos.REGISTER_KINDS, rtc_time_registers=cmos.TIME_FIELDS,
                   rtc_march_month_starts=cmos.MARCH_MONTH_STARTS,
                   fw_cfg_directory=fw_cfg.DIRECTORY,
@@ -304,17 +311,19 @@ def _hv_mappings(layout: Layout, text_size: int) -> list[tuple[int, int, int]]:
             break
         flags = present | nx if start < layout.rwdata["gdt"] else present | writable | nx
         mappings.append((start - start % page, end, flags))
-    if "svm" in layout.backends:    # the time-slice NMI is routed by the I/O APIC
-        uncached = present | writable | nx | hw.PTE_PCD | hw.PTE_PWT
-        mappings.append((hw.IOAPIC_BASE, hw.IOAPIC_BASE + page, uncached))
+    uncached = present | writable | nx | hw.PTE_PCD | hw.PTE_PWT
+    mappings.append((hw.IOAPIC_BASE, hw.IOAPIC_BASE + page, uncached))   # it routes the PIT's NMI
     if "vmx" in layout.backends:    # external-interrupt exits end with the local APIC's EOI
-        uncached = present | writable | nx | hw.PTE_PCD | hw.PTE_PWT
         mappings.append((hw.LAPIC_BASE, hw.LAPIC_BASE + page, uncached))
-    for guest in layout.guests:     # a restart copies the pristine image over the guest's memory
+    for guest in layout.guests:
+        # The MMIO decoder reads a guest's instructions and page tables; a
+        # restart copies the pristine image over the guest's memory.
         if guest.restart is not None:
             mappings.append((guest.memory_base, guest.memory_base + guest.memory_size,
                              present | writable | nx))
             mappings.append((guest.restart.image, guest.restart.image + guest.memory_size, present | nx))
+        else:
+            mappings.append((guest.memory_base, guest.memory_base + guest.memory_size, present | nx))
     return mappings
 
 

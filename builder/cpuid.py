@@ -4,13 +4,14 @@ hypervisor does not virtualise.
 A feature is hidden when its state is not switched between guests (an
 MSR that is not emulated, a performance counter, a supervisor XSAVE
 component), when its instructions are refused (MONITOR/MWAIT, RDPMC,
-VMX/SVM), or when the device behind it does not exist for guests (the
-local APIC: every access to its page is outside the guest's memory).  The
+VMX/SVM), or when the device behind it does not exist for guests (x2APIC).  The
 rules are built into the image as a table sorted by leaf; the core's CPUID
 handler (hv/core/exit_policy.s.j2) ANDs each register with the masks of
 the matching entries.  The bits that follow the guest's own state
-(OSXSAVE, OSPKE, the XSAVE components) and the hypervisor leaves are set
-by the handler itself.
+(OSXSAVE, OSPKE, the XSAVE components), the features of the guest's
+virtual PC that the hypervisor emulates whatever the real CPU has (APIC,
+TSC-deadline, ARAT: GUEST_FEATURES below) and the hypervisor leaves are
+set by the handler itself.
 
 Bit numbers from the SDM Vol. 2A CPUID tables and AMD APM Vol. 3
 appendix E.
@@ -53,9 +54,8 @@ HIDDEN = (
          "DTES64, DS-CPL, EST, TM2, SDBG, PDCM: debug-store, thermal and PMU MSRs not emulated"),
     Hide(hw.CPUID_FEATURES_LEAF, "ecx", _bits(3), "MONITOR/MWAIT: #UD (they would let a guest idle the real CPU)"),
     Hide(hw.CPUID_FEATURES_LEAF, "ecx", _bits(hw.CPUID_1_ECX_VMX_BIT, 6), "VMX, SMX: #UD"),
-    Hide(hw.CPUID_FEATURES_LEAF, "ecx", _bits(21, 24), "x2APIC, TSC-deadline: no local APIC for guests"),
+    Hide(hw.CPUID_FEATURES_LEAF, "ecx", _bits(21), "x2APIC: the guest's local APIC is an xAPIC"),
     Hide(hw.CPUID_FEATURES_LEAF, "ecx", _bits(hw.CPUID_1_ECX_OSXSAVE_BIT), "OSXSAVE: set from the guest's own CR4"),
-    Hide(hw.CPUID_FEATURES_LEAF, "edx", _bits(9), "APIC: no local APIC for guests"),
     Hide(hw.CPUID_FEATURES_LEAF, "edx", _bits(7, 12, 14), "MCE, MTRR, MCA: machine-check and MTRR MSRs not emulated"),
     Hide(hw.CPUID_FEATURES_LEAF, "edx", _bits(21, 22, 29, 31), "DS, ACPI thermal, TM, PBE: MSRs not emulated"),
     # Leaves 5, 6, 0xA: MONITOR/MWAIT, power management, performance monitoring
@@ -97,6 +97,15 @@ HIDDEN = (
     *(Hide(hw.CPUID_SVM_FEATURES_LEAF, register, ALL, "SVM features: guests see no SVM") for register in REGISTERS),
     *(Hide(hw.CPUID_SEV_LEAF, register, ALL, "memory encryption (SEV) is not virtualised") for register in REGISTERS),
 )
+
+# Set in every guest's CPUID, because the virtual PC has them: a local
+# APIC (leaf 1 EDX.APIC), its TSC-deadline timer mode (ECX.TSC_DEADLINE),
+# and a timer that keeps running in every C-state (leaf 6 EAX.ARAT), which
+# with TSC-deadline lets Linux use the local APIC timer without
+# calibrating it against the PIT.
+GUEST_FEATURES_1_ECX = bit(hw.CPUID_1_ECX_TSC_DEADLINE_BIT)
+GUEST_FEATURES_1_EDX = hw.CPUID_1_EDX_APIC
+GUEST_FEATURES_6_EAX = bit(hw.CPUID_6_EAX_ARAT_BIT)
 
 ENTRY_FORMAT = "<IIIIII"            # leaf, subleaf, then an AND mask per register
 ENTRY_SIZE = struct.calcsize(ENTRY_FORMAT)

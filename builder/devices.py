@@ -70,6 +70,23 @@ PORT_DEVICES: tuple[PortDevice, ...] = (
                "guest_reset_control_write", "reset control register (PIIX3/ICH)"),
 )
 
+@dataclass(frozen=True)
+class MmioDevice:
+    name: str
+    base: int           # guest-physical address of its window
+    size: int
+    read: str           # handlers: EDX = offset in the window, ECX = size (RAX: value)
+    write: str
+    description: str
+
+
+# Pages no guest memory covers (guest memory ends below 1 GiB): an access
+# exits (EPT violation, nested page fault) and hv/core/mmio.s.j2 decodes it.
+MMIO_DEVICES: tuple[MmioDevice, ...] = (
+    MmioDevice("lapic", hw.LAPIC_BASE, hw.PAGE_SIZE, "guest_lapic_read", "guest_lapic_write",
+               "local APIC (xAPIC), APIC ID 0"),
+)
+
 # The 8259A pair as a PC's firmware leaves it (IBM PC/AT BIOS: IRQ 0-7 at
 # vectors 0x08-0x0F, IRQ 8-15 at 0x70-0x77, 8086 mode), every input masked
 # but the cascade.  The 8254's counters start unprogrammed (its data sheet
@@ -95,7 +112,31 @@ def reset_fields() -> dict[str, int | bytes]:
                      icw1=hw.PIC_ICW1_INIT & ~hw.PIC_ICW1_SNGL)
     channel = PIT_CHANNEL.pack(next_edge=NO_DEADLINE, reload=hw.PIT_COUNT_RANGE, access=hw.PIT_ACCESS_WORD)
     return {"pic_master": master, "pic_slave": slave, "pit": channel * hw.PIT_CHANNELS,
-            "timer_deadline": NO_DEADLINE}
+            "timer_deadline": NO_DEADLINE, "lapic": lapic_reset(), "lapic_timer_deadline": NO_DEADLINE,
+            "apic_base": hw.LAPIC_BASE | hw.APIC_BASE_BSP | hw.APIC_BASE_ENABLE}
+
+
+def lapic_reset() -> bytes:
+    """The local APIC's registers as a PC's firmware leaves them (SDM Vol.
+    3A 11.4.7.1 for the power-up values; then the BIOS's set-up, which
+    Firecracker repeats): software-enabled with spurious vector 0xFF, LINT0
+    in ExtINT mode so that the 8259A's interrupts arrive, LINT1 as the NMI
+    input, the other LVT entries masked."""
+    registers = bytearray(4 * hw.LAPIC_REGISTERS)
+
+    def put(offset: int, value: int) -> None:
+        index = offset >> hw.LAPIC_REGISTER_SHIFT
+        registers[4 * index:4 * index + 4] = value.to_bytes(4, "little")
+
+    put(hw.LAPIC_ID, hw.GUEST_LAPIC_ID << hw.LAPIC_ID_SHIFT)
+    put(hw.LAPIC_VERSION, hw.GUEST_LAPIC_VERSION | (hw.LAPIC_LVT_ENTRIES - 1) << hw.LAPIC_VERSION_MAX_LVT_SHIFT)
+    put(hw.LAPIC_DFR, hw.LAPIC_DFR_FLAT)
+    put(hw.LAPIC_SVR, hw.LAPIC_SVR_ENABLE | hw.LAPIC_SPURIOUS_VECTOR)
+    for lvt in (hw.LAPIC_LVT_TIMER, hw.LAPIC_LVT_THERMAL, hw.LAPIC_LVT_PERFORMANCE, hw.LAPIC_LVT_ERROR):
+        put(lvt, hw.LAPIC_LVT_MASKED)
+    put(hw.LAPIC_LVT_LINT0, hw.LAPIC_DELIVERY_EXTINT)
+    put(hw.LAPIC_LVT_LINT1, hw.LAPIC_DELIVERY_NMI)
+    return bytes(registers)
 
 
 def check(devices: tuple[PortDevice, ...] = PORT_DEVICES) -> None:
@@ -113,6 +154,9 @@ def check(devices: tuple[PortDevice, ...] = PORT_DEVICES) -> None:
 def asm_constants() -> dict[str, int]:
     names = {**PIC.asm_constants(), **PIT_CHANNEL.asm_constants(), **IOAPIC.asm_constants(),
              "NO_DEADLINE": NO_DEADLINE}
+    for device in MMIO_DEVICES:
+        names[f"MMIO_{device.name.upper()}_BASE"] = device.base
+        names[f"MMIO_{device.name.upper()}_SIZE"] = device.size
     # GUEST_APIC_<register>: where the local APIC register is kept in the record
     for name in LAPIC_REGISTER_NAMES:
         offset = getattr(hw, f"LAPIC_{name}")

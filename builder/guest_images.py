@@ -204,7 +204,7 @@ def _builtin(guest: GuestConfig, spec: BuiltinImage, where: str, backend: str) -
                  "GUEST_MEMORY_SIZE": guest.memory, "GUEST_STACK_TOP": top,
                  "SECRET_ADDRESS": guest.memory // 2, "HEARTBEATS": spec.heartbeats,
                  "HEARTBEAT_DELAY": HEARTBEAT_DELAY, "PROBE_PORT": PROBE_PORT,
-                 "PROBE_MSR": hw.IA32_APIC_BASE, "PROBE_MSR_VALUE": PROBE_MSR_VALUE,
+                 "PROBE_MSR": hw.IA32_PERF_STATUS, "PROBE_MSR_VALUE": PROBE_MSR_VALUE,
                  "PROBE_CODE_SELECTOR": GUEST_CODE_SELECTOR,
                  "PROBE_INTERRUPT_GATE": INTERRUPT_GATE_32,
                  "PROBE_GATE_UD": IDT_GATE_32_SIZE * hw.VECTOR_UD,

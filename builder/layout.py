@@ -159,17 +159,19 @@ def startup_layout(mode: StartMode, memory: int) -> StartupLayout:
     return StartupLayout(memory - 4 * page, memory - 3 * page, memory)
 
 
-def hv_table_count(backends: tuple[str, ...], restart_sizes: list[int]) -> int:
-    """PML4, PDPT, a PD and a PT for the hypervisor's first 2 MiB; near 4
-    GiB a PD, and a PT each for the SVM backend's I/O APIC page and the VMX
-    backend's local APIC page.  Each restartable guest's memory and pristine
-    image are mapped in 4 KiB pages: a PT per 2 MiB they touch, and a PD for
-    each GiB below PHYSICAL_LIMIT."""
-    count = 4 + 1 + ("svm" in backends) + ("vmx" in backends)
-    if restart_sizes:
-        count += PHYSICAL_LIMIT // (1024 * MIB)
-        count += sum(2 * (size // hw.LARGE_PAGE_SIZE + 2) for size in restart_sizes)
-    return count
+def hv_table_count(backends: tuple[str, ...]) -> int:
+    """The hypervisor's own page tables: PML4, PDPT, a PD and a PT for its
+    first 2 MiB; near 4 GiB a PD, and a PT each for the I/O APIC page and
+    the VMX backend's local APIC page; a PD for each GiB below
+    PHYSICAL_LIMIT, where guests' memory lies."""
+    return 4 + 1 + 1 + ("vmx" in backends) + PHYSICAL_LIMIT // (1024 * MIB)
+
+
+def guest_map_table_count(memory: int, restartable: bool) -> int:
+    """The hypervisor's page tables that map a guest's memory (the MMIO
+    decoder reads its instructions and page tables there) and, for a
+    restartable guest, its pristine image: a PT per 2 MiB a range touches."""
+    return (2 if restartable else 1) * (memory // hw.LARGE_PAGE_SIZE + 2)
 
 
 def _nested_tables(alloc: Allocator, name: str, memory: int) -> NestedTables:
@@ -236,8 +238,9 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
     mapped_end = alloc.next
     assert mapped_end <= hw.LARGE_PAGE_SIZE, "the hypervisor's mapped range outgrew its one page table"
 
-    hv_tables = tuple(alloc.take(f"hv page table {i}", page, page) for i in
-                      range(hv_table_count(backends, [g.memory for g in config.guests if g.restartable])))
+    hv_tables = tuple(alloc.take(f"hv page table {i}", page, page) for i in range(hv_table_count(backends)))
+    hv_tables += tuple(alloc.take(f"hv page table {i} mapping {g.name}", page, page)
+                       for g in config.guests for i in range(guest_map_table_count(g.memory, g.restartable)))
     vmx, svm = {}, {}
     if has_vmx:
         vmx["io_bitmap_a"] = alloc.take("I/O bitmap A", page, page)

@@ -27,6 +27,8 @@ class MsrKind(enum.IntEnum):
     TSC = 3              # reads the time-stamp counter; writes raise #GP
     VALUE32 = 4          # as VALUE, but bits 63:32 are reserved (#GP if set)
     PAT = 5              # eight memory types, each one of hw.PAT_VALID_TYPES
+    APIC_BASE = 6        # the guest's local APIC (hv/devices/lapic.s.j2), in its record:
+    TSC_DEADLINE = 7     #   its base and enable bit, its timer's TSC deadline
 
 
 # Where a backend keeps an MSR: a VMCS field, a VMCB offset, or this: the
@@ -50,6 +52,8 @@ EMULATED_MSRS = (
     (hw.IA32_KERNEL_GS_BASE, MsrKind.ADDRESS, IN_HARDWARE, M.KERNEL_GS_BASE),
     (hw.IA32_TSC_AUX, MsrKind.VALUE32, IN_HARDWARE, IN_HARDWARE),
     (hw.IA32_PAT, MsrKind.PAT, V.GUEST_IA32_PAT, M.G_PAT),
+    (hw.IA32_APIC_BASE, MsrKind.APIC_BASE, 0, 0),
+    (hw.IA32_TSC_DEADLINE, MsrKind.TSC_DEADLINE, 0, 0),
 )
 ENTRY_FORMAT = "<IIII"                                    # number, kind, VMCS field, VMCB offset
 ENTRY_SIZE = struct.calcsize(ENTRY_FORMAT)

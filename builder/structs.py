@@ -144,13 +144,22 @@ GUEST = Record("GUEST", [
     # The virtual PC's interrupts and timers (hv/core/events.s.j2, hv/devices/)
     Field("timer_deadline", 8),  # TSC of the guest's earliest device timer event (NO_DEADLINE: none)
     Field("credit", 8),          # TSC cycles it may still run this round (hv/core/sched.s.j2), signed
-    Field("intr_line", 1),       # the 8259A pair's INT output: an interrupt waits for delivery
+    Field("intr_line", 1),       # an interrupt or NMI waits for delivery (guest_intr_update)
     Field("port_b", 1),          # port 0x61 (PC/AT system control port B): gate 2, speaker
     Field("port_b_refresh", 1),  # its refresh bit, toggled at each read
     Field("pic_master", PIC.size),
     Field("pic_slave", PIC.size),
     Field("pit", PIT_CHANNEL.size * 3),
     Field("lapic", 4 * hw.LAPIC_REGISTERS),   # local APIC registers by number (builder/hw.py LAPIC_*)
+    Field("apic_base", 8),       # IA32_APIC_BASE
+    Field("tsc_deadline", 8),    # IA32_TSC_DEADLINE (0: disarmed)
+    Field("lapic_timer_deadline", 8),   # TSC at which the local APIC timer fires (NO_DEADLINE: never)
+    Field("lapic_timer_start", 8),      # TSC at which the count lapic_timer_count was current
+    Field("lapic_timer_count", 8),      # the current count then
+    Field("lapic_esr_pending", 4),      # errors since the ESR was last written
+    Field("pic_int", 1),         # the 8259A pair's INT output
+    Field("nmi_pending", 1),     # an NMI waits for delivery
+    Field("nmi_blocked", 1),     # SVM: an injected NMI's handler has not reached its IRET
     Field("ioapic", IOAPIC.size),
     Field("acpi_pm1_enable", 2),    # ACPI PM1_EN as written, reserved bits clear
     Field("acpi_pm1_control", 2),   # ACPI PM1_CNT's read/write bits (BM_RLD, SLP_TYP) as written
@@ -176,6 +185,8 @@ HV = Record("HV", [
     Field("slice_deadline", 8),    # TSC at which the running guest's time slice ends (VMX)
     Field("run_start", 8),         # TSC at which the running guest's run began
     Field("timer_deadline", 8),    # SVM: TSC for which the host PIT's one-shot is armed
+    Field("mmio_bytes", 16),       # the instruction behind the MMIO access being emulated
+    Field("mmio_access", 16),      # what hv/core/decode.s.j2 made of it (MMIO_ACCESS)
     Field("loaded", 8),            # guest record whose builder/vcpu.py state is on the CPU, or 0
     Field("xfeatures", 8),         # XCR0 bits guests may set: GUEST_XFEATURES the CPU has; 0: no XSAVE
     Field("boot_tick", 8),         # TSC at the hypervisor's first instruction
@@ -204,6 +215,10 @@ HV = Record("HV", [
     Field("arch_vcpu_switch", 8),
     Field("arch_guest_reset", 8),
     Field("arch_idle", 8),
+    Field("arch_guest_code", 8),
+    Field("arch_gpr_read", 8),
+    Field("arch_gpr_write", 8),
+    Field("arch_skip_instruction", 8),
 ])
 
 # What hv/core/decode.s.j2's mmio_decode makes of the instruction behind an

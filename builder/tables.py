@@ -45,6 +45,7 @@ SVM_EXIT_HANDLERS = {
     S.EXCEPTION_DF: "svm_exit_double_fault",
     S.NMI: "svm_exit_nmi",
     S.VINTR: "svm_exit_vintr",
+    S.IRET: "svm_exit_iret",
     S.CPUID: "svm_exit_cpuid",
     S.HLT: "svm_exit_hlt",
     S.INVD: "svm_exit_invd",

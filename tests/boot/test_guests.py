@@ -35,7 +35,7 @@ def test_forbidden_port_msr_and_vmxon_get_their_documented_outcome(tmp_path, tar
     assert "port probe: in from an unemulated port read 0x000000ff" in said
     # Had the write reached Bochs' shutdown port, the run would have ended here.
     assert "port probe: wrote Shutdown to the emulator's shutdown port, still running" in said
-    assert "caught #GP; msr probe: rdmsr of IA32_APIC_BASE done" in said
+    assert "caught #GP; msr probe: rdmsr of IA32_PERF_STATUS done" in said
     assert "msr probe: IA32_SYSENTER_ESP reads back 0x5eed1000" in said
     assert "caught #UD; vmx probe: vmxon done" in said
     assert "probe: no fault" not in said

@@ -337,7 +337,6 @@ OUT_OF_BOUNDS = [
     ("my-nested-page-table-root", "write", nested_root),
     ("the-witness-vmcs-or-vmcb", "write", control_block),
     ("the-io-apic", "write", lambda layout, backend: hw.IOAPIC_BASE),
-    ("the-local-apic-icr", "write", lambda layout, backend: LOCAL_APIC_ICR),
     ("the-reset-vector-page", "read", lambda layout, backend: RESET_VECTOR_PAGE),
     ("the-top-page-below-maxphyaddr", "read", None),
 ]
@@ -392,6 +391,17 @@ def test_an_access_to_memory_the_guest_does_not_own_stops_it_with_a_report(tmp_p
     assert said[2:] == [f"memory: {verb} guest-physical {address:#x}"]
     assert (f"[hv] hostile stopped: {STOPS[backend, access]}, guest-physical {address:#x}, rip {rip:#x}"
             in lines), "\n".join(lines)
+
+
+def test_the_local_apic_page_is_the_guests_own_virtual_apic(tmp_path, target):
+    """A qword write to the ICR through the guest's own 4-level paging is
+    decoded and goes to its virtual local APIC (which ignores accesses that
+    are not dwords): the guest goes on, nothing reaches the real APIC (the
+    witness and the hypervisor are undisturbed)."""
+    lines, said, _ = probe(tmp_path, target, LOCAL_APIC_ICR, ("PROBE_WRITE", "PROBE_DEVICE"))
+    assert said[2:] == [f"memory: writing guest-physical {LOCAL_APIC_ICR:#x}",
+                        "memory: the access went to a device of my own virtual PC"]
+    assert "[hv] hostile exited with code 0" in lines
 
 
 def test_a_physical_address_at_2_to_the_46_is_a_fault_or_a_stop_as_maxphyaddr_says(tmp_path, target):

@@ -57,3 +57,33 @@ def test_a_lone_sleeping_guest_halts_the_cpu_until_its_tick(tmp_path, target):
     halts, cycles = int(idle.group(1)), int(idle.group(2))
     assert halts >= 10                    # at least once per tick of check 5
     assert cycles * 2 >= 10 * hv_tsc_khz(lines) * 10   # half of those ten 10-ms ticks, at least
+
+
+LAPIC_CHECKS = 25
+
+
+def test_the_local_apic_works_as_an_os_uses_it(tmp_path, target):
+    """tests/guests/lapic.S: every register access is MMIO, decoded by the
+    hypervisor; self-IPIs by priority, the TPR, the ESR, the timer in its
+    three modes against the TSC, an NMI, LINT0 carrying the 8259A."""
+    kernel = pc_kernel(tmp_path, "lapic.S")
+    config = (guest_table("pc", "4M", multiboot=kernel) + f"expect_exit = {PC_SUCCESS}\n"
+              + guest_table("witness", "128K", builtin="heartbeat", heartbeats=3))
+    lines = boot_to_end(build_image(tmp_path, config), target)
+    assert_all_passed(lines, "pc", LAPIC_CHECKS)
+    assert "[hv] witness exited with code 0" in lines
+
+
+def test_a_device_access_the_decoder_refuses_stops_the_guest_with_its_bytes(tmp_path, target):
+    """`lock or dword ptr [0xFEE00080], 0` (F0 83 0D 80 00 E0 FE 00) is no
+    instruction a kernel uses on a device: the guest is stopped, the report
+    shows the bytes, the neighbour goes on."""
+    kernel = binutils_guest(tmp_path, "lapic.S", bits=32, link_address=0x100000, defines=("UNDECODABLE",))
+    config = (guest_table("pc", "4M", multiboot=kernel)
+              + guest_table("witness", "128K", builtin="heartbeat", heartbeats=3))
+    lines = boot_to_end(build_image(tmp_path, config), target)
+    report = [line for line in lines if line.startswith("[hv] pc stopped: ")]
+    assert len(report) == 1, lines
+    assert report[0].startswith("[hv] pc stopped: a device access the MMIO decoder does not take at "
+                                "guest-physical 0xfee00080, instruction bytes f0 83 0d 80 00 e0 fe 00 ")
+    assert "[hv] witness exited with code 0" in lines

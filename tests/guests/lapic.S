@@ -1,0 +1,394 @@
+# A multiboot test kernel for the virtual PC's local APIC, checked as an
+# OS uses it: CPUID and IA32_APIC_BASE, the registers as firmware leaves
+# them, TPR and PPR, self-IPIs by priority with EOIs, the ESR, the timer
+# in one-shot, periodic and TSC-deadline modes against the TSC calibrated
+# on PIT channel 2, an NMI sent to itself, and LINT0 gating the 8259A.
+# Every APIC access is MMIO (paging off, 32-bit protected mode): the
+# hypervisor decodes each one.  Prints a line per check and ends through
+# port 0xF4: PC_SUCCESS, or PC_FAILURE + the first failed check.
+# With UNDECODABLE defined it makes one access the decoder refuses.
+    .intel_syntax noprefix
+    .include "guest.inc"
+    .code32
+    .include "pc.inc"
+    multiboot_header
+
+    .set APIC, 0xFEE00000
+    .set APIC_ID, APIC + 0x20
+    .set APIC_VERSION, APIC + 0x30
+    .set APIC_TPR, APIC + 0x80
+    .set APIC_PPR, APIC + 0xA0
+    .set APIC_EOI, APIC + 0xB0
+    .set APIC_SVR, APIC + 0xF0
+    .set APIC_ISR2, APIC + 0x120              # vectors 0x40-0x5F
+    .set APIC_IRR2, APIC + 0x220
+    .set APIC_ESR, APIC + 0x280
+    .set APIC_ICR_LOW, APIC + 0x300
+    .set APIC_ICR_HIGH, APIC + 0x310
+    .set APIC_LVT_TIMER, APIC + 0x320
+    .set APIC_LVT_LINT0, APIC + 0x350
+    .set APIC_LVT_LINT1, APIC + 0x360
+    .set APIC_TIMER_INITIAL, APIC + 0x380
+    .set APIC_TIMER_CURRENT, APIC + 0x390
+    .set APIC_TIMER_DIVIDE, APIC + 0x3E0
+    .set ICR_SELF_FIXED, 0x40000              # shorthand self, fixed
+    .set ICR_SELF_NMI, 0x40400                # shorthand self, NMI
+    .set IA32_APIC_BASE, 0x1B
+    .set IA32_TSC_DEADLINE, 0x6E0
+    .set VECTOR_IPI_LOW, 0x41
+    .set VECTOR_IPI_HIGH, 0x81
+    .set VECTOR_TIMER, 0x50
+    .set VECTOR_PIC, 0x20
+    .set TIMER_ONE_SHOT, 0
+    .set TIMER_PERIODIC, 0x20000
+    .set TIMER_TSC_DEADLINE, 0x40000
+    .set DIVIDE_BY_1, 0xB
+    .set PERIODIC_TICKS, 10
+
+    .globl _start
+_start:
+    pc_start
+    mov ecx, VECTOR_IPI_LOW
+    mov eax, offset ipi_low_handler
+    call set_gate
+    mov ecx, VECTOR_IPI_HIGH
+    mov eax, offset ipi_high_handler
+    call set_gate
+    mov ecx, VECTOR_TIMER
+    mov eax, offset timer_handler
+    call set_gate
+    mov ecx, 2
+    mov eax, offset nmi_handler
+    call set_gate
+    mov ecx, VECTOR_PIC
+    mov eax, offset pic_handler
+    call set_gate
+    call calibrate_tsc
+
+    # 1-3: CPUID and the APIC's MSR
+    mov eax, 1
+    cpuid
+    mov [cpuid_1_ecx], ecx
+    mov eax, edx
+    and eax, 0x200
+    cmp eax, 0x200
+    check 1, e, "CPUID.1:EDX.APIC is set"
+    mov eax, [cpuid_1_ecx]
+    and eax, 0x1200000                        # TSC-deadline and x2APIC
+    cmp eax, 0x1000000
+    check 2, e, "CPUID.1:ECX: TSC-deadline set, x2APIC clear"
+    mov eax, 6
+    cpuid
+    test eax, 4
+    check 3, nz, "CPUID.6:EAX.ARAT is set"
+    mov ecx, IA32_APIC_BASE
+    rdmsr
+    cmp eax, 0xFEE00900
+    check 4, e, "IA32_APIC_BASE: 0xFEE00000, BSP, enabled"
+
+    # 5-7: the registers as firmware leaves them
+    mov eax, [APIC_ID]
+    mov ebx, [APIC_VERSION]
+    cmp eax, 0
+    check 5, e, "APIC ID 0"
+    cmp ebx, 0x50014
+    check 6, e, "version 0x14 with six LVT entries"
+    mov eax, [APIC_SVR]
+    cmp eax, 0x1FF
+    jne 1f
+    mov eax, [APIC_LVT_LINT0]
+    cmp eax, 0x700
+    jne 1f
+    mov eax, [APIC_LVT_LINT1]
+    cmp eax, 0x400
+1:  check 7, e, "SVR enabled (0x1FF), LINT0 ExtINT, LINT1 NMI"
+
+    # 8: TPR and PPR
+    mov dword ptr [APIC_TPR], 0x20
+    mov eax, [APIC_PPR]
+    mov dword ptr [APIC_TPR], 0
+    cmp eax, 0x20
+    check 8, e, "PPR follows TPR"
+
+    # 9-10: a self-IPI, in service in its handler
+    sti
+    mov dword ptr [APIC_ICR_LOW], ICR_SELF_FIXED | VECTOR_IPI_LOW
+    nop
+    cli
+    cmp dword ptr [low_count], 1
+    check 9, e, "a fixed self-IPI arrives"
+    cmp dword ptr [low_isr], 2                # vector 0x41: bit 1 of ISR 0x40-0x5F
+    check 10, e, "its vector is in service in the handler"
+    mov eax, [APIC_ICR_LOW]
+    test eax, 0x1000
+    check 11, z, "the ICR's delivery status reads idle"
+
+    # 12-13: the TPR holds a vector of its class or below back
+    mov dword ptr [APIC_TPR], 0x40
+    sti
+    mov dword ptr [APIC_ICR_LOW], ICR_SELF_FIXED | VECTOR_IPI_LOW
+    nop
+    nop
+    cli
+    cmp dword ptr [low_count], 1
+    jne 2f
+    mov eax, [APIC_IRR2]
+    cmp eax, 2
+2:  check 12, e, "TPR 0x40 keeps vector 0x41 waiting in the IRR"
+    sti
+    mov dword ptr [APIC_TPR], 0
+    nop
+    cli
+    cmp dword ptr [low_count], 2
+    check 13, e, "TPR 0 lets it through"
+
+    # 14: priorities: two waiting vectors arrive highest first
+    mov dword ptr [order], 0
+    mov dword ptr [APIC_ICR_LOW], ICR_SELF_FIXED | VECTOR_IPI_LOW
+    mov dword ptr [APIC_ICR_LOW], ICR_SELF_FIXED | VECTOR_IPI_HIGH
+    sti
+    nop
+    nop
+    cli
+    cmp dword ptr [order], 0x8141             # high first, then low
+    check 14, e, "vector 0x81 before 0x41"
+
+    # 15: an illegal vector is refused with the ESR's send-illegal bit
+    mov dword ptr [APIC_ICR_LOW], ICR_SELF_FIXED | 5
+    mov dword ptr [APIC_ESR], 0
+    mov eax, [APIC_ESR]
+    and eax, 0x20
+    cmp eax, 0x20
+    check 15, e, "an IPI of vector 5 sets ESR bit 5"
+
+    # 16-17: the one-shot timer, 2 ms, divide by 1
+    mov dword ptr [APIC_TIMER_DIVIDE], DIVIDE_BY_1
+    mov dword ptr [APIC_LVT_TIMER], TIMER_ONE_SHOT | VECTOR_TIMER
+    mov dword ptr [timer_count], 0
+    mov eax, [tsc_khz]                        # 400 ms: longer than a neighbour's slice,
+    imul eax, eax, 400                        # which may come between two reads
+    mov [APIC_TIMER_INITIAL], eax
+    mov ebx, [APIC_TIMER_CURRENT]
+    mov eax, [tsc_khz]
+    call delay_cycles
+    mov ecx, [APIC_TIMER_CURRENT]
+    test ecx, ecx
+    jz 2f
+    cmp ecx, ebx
+2:    check 16, b, "the current count counts down"
+    mov eax, [tsc_khz]                        # now 2 ms
+    add eax, eax
+    mov [APIC_TIMER_INITIAL], eax
+    sti
+3:  hlt
+    cmp dword ptr [timer_count], 1
+    jb 3b
+    mov eax, [tsc_khz]                        # and only once
+    imul eax, eax, 5
+    call delay_cycles
+    cli
+    cmp dword ptr [timer_count], 1
+    jne 4f
+    mov eax, [APIC_TIMER_CURRENT]
+    cmp eax, 0
+4:  check 17, e, "a one-shot fires once, its count then reads 0"
+
+    # 18: the periodic timer, 1 ms, ten ticks against the TSC (within 2%)
+    mov dword ptr [APIC_LVT_TIMER], TIMER_PERIODIC | VECTOR_TIMER
+    mov dword ptr [timer_count], 0
+    mov eax, [tsc_khz]
+    mov [APIC_TIMER_INITIAL], eax
+    sti
+5:  hlt
+    cmp dword ptr [timer_count], 1
+    jb 5b
+    rdtsc
+    mov [start_tsc], eax
+    mov [start_tsc + 4], edx
+6:  hlt
+    cmp dword ptr [timer_count], PERIODIC_TICKS + 1
+    jb 6b
+    rdtsc
+    cli
+    mov dword ptr [APIC_TIMER_INITIAL], 0     # stop it
+    sub eax, [start_tsc]
+    sbb edx, [start_tsc + 4]
+    mov ecx, PERIODIC_TICKS
+    div ecx                                   # cycles per period: tsc_khz
+    mov ecx, [tsc_khz]
+    sub eax, ecx
+    jns 7f
+    neg eax
+7:  imul eax, eax, 50
+    cmp eax, ecx
+    check 18, be, "the periodic timer ticks at 1 kHz of the TSC, the CPU asleep in HLT"
+
+    # 19-20: TSC-deadline mode
+    mov dword ptr [APIC_LVT_TIMER], TIMER_TSC_DEADLINE | VECTOR_TIMER
+    mov dword ptr [timer_count], 0
+    rdtsc
+    mov ecx, [tsc_khz]
+    imul ecx, ecx, 3                          # 3 ms ahead
+    add eax, ecx
+    adc edx, 0
+    mov [start_tsc], eax
+    mov [start_tsc + 4], edx
+    mov ecx, IA32_TSC_DEADLINE
+    wrmsr
+    sti
+8:  hlt
+    cmp dword ptr [timer_count], 1
+    jb 8b
+    cli
+    rdtsc
+    cmp edx, [start_tsc + 4]
+    jne 9f
+    cmp eax, [start_tsc]
+9:  check 19, ae, "a TSC deadline fires once the TSC reaches it"
+    mov ecx, IA32_TSC_DEADLINE
+    rdmsr
+    or eax, edx
+    check 20, z, "and the MSR reads 0 after"
+
+    # 21: an NMI sent to itself, taken with interrupts off
+    mov dword ptr [APIC_ICR_LOW], ICR_SELF_NMI
+    nop
+    cmp dword ptr [nmi_count], 1
+    check 21, e, "an NMI to itself arrives with IF clear"
+
+    # 22-23: the 8259A reaches the CPU through LINT0 (ExtINT), not when masked
+    mov dword ptr [APIC_LVT_TIMER], 0x10000   # timer off
+    call pic_start
+    mov dword ptr [pic_count], 0
+    sti
+10: hlt
+    cmp dword ptr [pic_count], 2
+    jb 10b
+    cli
+    check 22, ae, "the PIT's IRQ 0 arrives through LINT0 in ExtINT mode"
+    mov dword ptr [APIC_LVT_LINT0], 0x10700   # masked
+    mov dword ptr [pic_count], 0
+    sti
+    mov eax, [tsc_khz]
+    imul eax, eax, 30                         # three ticks' worth
+    call delay_cycles
+    cli
+    cmp dword ptr [pic_count], 0
+    check 23, e, "none while LINT0 is masked"
+
+    # 24-25: hostile accesses: read-only registers keep their values,
+    # unaligned and reserved offsets read 0
+    mov dword ptr [APIC_VERSION], 0xFFFFFFFF
+    mov dword ptr [APIC_PPR], 0xFFFFFFFF
+    mov eax, [APIC_VERSION]
+    cmp eax, 0x50014
+    check 24, e, "writes to read-only registers change nothing"
+    mov eax, [APIC + 0x24]
+    mov ebx, [APIC + 0x400]
+    or eax, ebx
+    check 25, z, "unaligned and reserved offsets read 0"
+.ifdef UNDECODABLE
+    lock or dword ptr [APIC_TPR], 0           # not an instruction the decoder takes
+.endif
+
+    mov al, PC_SUCCESS
+    jmp pc_exit
+
+# pic_start: the 8259A at 0x20, IRQ 0 alone unmasked; PIT channel 0 at 100 Hz.
+pic_start:
+    mov al, 0x11
+    out 0x20, al
+    mov al, VECTOR_PIC
+    out 0x21, al
+    mov al, 4
+    out 0x21, al
+    mov al, 1
+    out 0x21, al
+    mov al, 0xFE
+    out 0x21, al
+    mov al, 0x34
+    out 0x43, al
+    mov al, 11932 & 0xFF
+    out 0x40, al
+    mov al, 11932 >> 8
+    out 0x40, al
+    ret
+
+# calibrate_tsc: tsc_khz from PIT channel 2 over 10 ms (gate on, mode 0).
+calibrate_tsc:
+    in al, 0x61
+    and al, 0xFC
+    or al, 1
+    out 0x61, al
+    mov al, 0xB0
+    out 0x43, al
+    mov al, 11932 & 0xFF
+    out 0x42, al
+    mov al, 11932 >> 8
+    out 0x42, al
+    rdtsc
+    mov ebx, eax
+    mov edi, edx
+1:  in al, 0x61
+    test al, 0x20
+    jz 1b
+    rdtsc
+    sub eax, ebx
+    sbb edx, edi
+    mov ecx, 10
+    div ecx
+    mov [tsc_khz], eax
+    ret
+
+# delay_cycles: spin for EAX TSC cycles.  Clobbers: EAX, ECX, EDX, ESI.
+delay_cycles:
+    mov esi, eax
+    rdtsc
+    mov ecx, eax
+1:  rdtsc
+    sub eax, ecx
+    cmp eax, esi
+    jb 1b
+    ret
+
+ipi_low_handler:
+    push eax
+    inc dword ptr [low_count]
+    mov eax, [APIC_ISR2]
+    mov [low_isr], eax
+    shl dword ptr [order], 8
+    or dword ptr [order], VECTOR_IPI_LOW
+    mov dword ptr [APIC_EOI], 0
+    pop eax
+    iret
+ipi_high_handler:
+    shl dword ptr [order], 8
+    or dword ptr [order], VECTOR_IPI_HIGH
+    mov dword ptr [APIC_EOI], 0
+    iret
+timer_handler:
+    inc dword ptr [timer_count]
+    mov dword ptr [APIC_EOI], 0
+    iret
+nmi_handler:
+    inc dword ptr [nmi_count]
+    iret
+pic_handler:
+    push eax
+    inc dword ptr [pic_count]
+    mov al, 0x20
+    out 0x20, al
+    pop eax
+    iret
+
+    .data
+    .balign 4
+tsc_khz:     .long 0
+low_count:   .long 0
+low_isr:     .long 0
+order:       .long 0
+timer_count: .long 0
+nmi_count:   .long 0
+pic_count:   .long 0
+start_tsc:   .quad 0
+cpuid_1_ecx: .long 0
