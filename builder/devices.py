@@ -94,8 +94,11 @@ def reset_fields() -> dict[str, int | bytes]:
     slave = PIC.pack(vector=PIC_SLAVE_RESET_VECTOR, imr=PIC_SLAVE_RESET_IMR, icw4=hw.PIC_ICW4_8086,
                      icw1=hw.PIC_ICW1_INIT & ~hw.PIC_ICW1_SNGL)
     channel = PIT_CHANNEL.pack(next_edge=NO_DEADLINE, reload=hw.PIT_COUNT_RANGE, access=hw.PIT_ACCESS_WORD)
+    # 82093AA 3.2.4: every redirection entry masked; the ID the boot tables give
+    ioapic = IOAPIC.pack(entries=hw.IOAPIC_ENTRY_RESET.to_bytes(8, "little") * hw.GUEST_IOAPIC_PINS,
+                         id=hw.GUEST_IOAPIC_ID)
     return {"pic_master": master, "pic_slave": slave, "pit": channel * hw.PIT_CHANNELS,
-            "timer_deadline": NO_DEADLINE}
+            "timer_deadline": NO_DEADLINE, "ioapic": ioapic}
 
 
 def check(devices: tuple[PortDevice, ...] = PORT_DEVICES) -> None:
