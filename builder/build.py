@@ -167,7 +167,7 @@ def render_hypervisor(config: Config, layout: Layout, test_hooks: frozenset[str]
     """The hypervisor's whole assembly source, constants first."""
     return render(HV_TEMPLATE, asm_constants(config, layout), layout=layout,
                   backends=layout.backends, port_devices=devices.PORT_DEVICES,
-                  mmio_devices=devices.MMIO_DEVICES,
+                  mmio_devices=devices.MMIO_DEVICES, isa_irq_pins=devices.isa_irq_pins(),
                   rtc_register_kinds=cmos.REGISTER_KINDS, rtc_time_registers=cmos.TIME_FIELDS,
                   rtc_march_month_starts=cmos.MARCH_MONTH_STARTS,
                   fw_cfg_directory=fw_cfg.DIRECTORY,

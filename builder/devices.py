@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder import hw
+from builder import hw, platform
 from builder.structs import GUEST, IOAPIC, NO_DEADLINE, PIC, PIT_CHANNEL
 
 
@@ -85,7 +85,18 @@ class MmioDevice:
 MMIO_DEVICES: tuple[MmioDevice, ...] = (
     MmioDevice("lapic", hw.LAPIC_BASE, hw.PAGE_SIZE, "guest_lapic_read", "guest_lapic_write",
                "local APIC (xAPIC), APIC ID 0"),
+    MmioDevice("ioapic", hw.IOAPIC_BASE, hw.IOAPIC_PAGE_SIZE, "ioapic_mmio_read", "ioapic_mmio_write",
+               "I/O APIC (82093AA), ID 1, 24 pins"),
 )
+
+
+def isa_irq_pins() -> list[int]:
+    """The I/O APIC pin of each ISA IRQ, as the boot tables route them
+    (builder/platform.py), ISA_IRQ_NO_PIN for none."""
+    pins = [hw.ISA_IRQ_NO_PIN] * hw.ISA_IRQ_COUNT
+    for route in platform.ISA_ROUTES:
+        pins[route.irq] = route.pin
+    return pins
 
 # The 8259A pair as a PC's firmware leaves it (IBM PC/AT BIOS: IRQ 0-7 at
 # vectors 0x08-0x0F, IRQ 8-15 at 0x70-0x77, 8086 mode), every input masked
@@ -111,8 +122,11 @@ def reset_fields() -> dict[str, int | bytes]:
     slave = PIC.pack(vector=PIC_SLAVE_RESET_VECTOR, imr=PIC_SLAVE_RESET_IMR, icw4=hw.PIC_ICW4_8086,
                      icw1=hw.PIC_ICW1_INIT & ~hw.PIC_ICW1_SNGL)
     channel = PIT_CHANNEL.pack(next_edge=NO_DEADLINE, reload=hw.PIT_COUNT_RANGE, access=hw.PIT_ACCESS_WORD)
+    # 82093AA 3.2.4: every redirection entry masked; the ID the boot tables give
+    ioapic = IOAPIC.pack(entries=hw.IOAPIC_ENTRY_RESET.to_bytes(8, "little") * hw.GUEST_IOAPIC_PINS,
+                         id=hw.GUEST_IOAPIC_ID)
     return {"pic_master": master, "pic_slave": slave, "pit": channel * hw.PIT_CHANNELS,
-            "timer_deadline": NO_DEADLINE, "lapic": lapic_reset(), "lapic_timer_deadline": NO_DEADLINE,
+            "timer_deadline": NO_DEADLINE, "ioapic": ioapic, "lapic": lapic_reset(), "lapic_timer_deadline": NO_DEADLINE,
             "apic_base": hw.LAPIC_BASE | hw.APIC_BASE_BSP | hw.APIC_BASE_ENABLE}
 
 

@@ -685,11 +685,34 @@ IOAPIC_ENTRY_REMOTE_IRR = bit(14)
 IOAPIC_ENTRY_LEVEL = bit(15)
 IOAPIC_ENTRY_MASKED = bit(16)
 IOAPIC_ENTRY_DESTINATION_SHIFT = 56       # bits 63:56 of the 64-bit entry
+# The I/O APIC model's registers and messages (hv/devices/ioapic.s.j2; 82093AA sections)
+IOAPIC_REGISTER_SIZE = 4                  # 3.1: IOREGSEL, IOWIN (and EOI) answer dword accesses only
+IOAPIC_REDIRECTION_REGISTERS = 2 * GUEST_IOAPIC_PINS   # 0x10-0x3F: a low and a high dword per pin
+IOAPIC_ID_SHIFT = 24                      # 3.2.1, 3.2.3: ID and arbitration ID in bits 27:24
+IOAPIC_ID_MASK = 0xF
+IOAPIC_VERSION_ENTRIES_SHIFT = 16         # 3.2.2: bits 23:16, the highest entry's number
+GUEST_IOAPIC_VERSION_REGISTER = (GUEST_IOAPIC_VERSION
+                                 | (GUEST_IOAPIC_PINS - 1) << IOAPIC_VERSION_ENTRIES_SHIFT)
+IOAPIC_ENTRY_DELIVERY_MODE = 7 << IOAPIC_ENTRY_DELIVERY_SHIFT
+IOAPIC_DELIVERY_LOWEST_PRIORITY = 1 << IOAPIC_ENTRY_DELIVERY_SHIFT   # fixed is 0, NMI IOAPIC_DELIVERY_NMI
+IOAPIC_ENTRY_LOW_WRITABLE = (IOAPIC_ENTRY_VECTOR_MASK | IOAPIC_ENTRY_DELIVERY_MODE
+                             | IOAPIC_ENTRY_DESTINATION_LOGICAL | IOAPIC_ENTRY_POLARITY_LOW
+                             | IOAPIC_ENTRY_LEVEL | IOAPIC_ENTRY_MASKED)   # bits 17-31 reserved
+IOAPIC_ENTRY_READ_ONLY = IOAPIC_ENTRY_DELIVERY_STATUS | IOAPIC_ENTRY_REMOTE_IRR
+IOAPIC_ENTRY_HIGH_WRITABLE = 0xFF << (IOAPIC_ENTRY_DESTINATION_SHIFT - 32)  # bits 55:32 reserved
+IOAPIC_ENTRY_RESET = IOAPIC_ENTRY_MASKED  # 3.2.4: masked at reset (the other bits: 0 here)
+# SDM Vol. 3A 11.6.2.2: a logical destination against DFR's model and LDR
+LAPIC_DFR_MODEL_SHIFT = 28
+LAPIC_DFR_MODEL_FLAT = 0xF
+LAPIC_DFR_MODEL_CLUSTER = 0x0
+LAPIC_CLUSTER_SHIFT = 4                   # cluster model: cluster in bits 7:4, members in 3:0
+LAPIC_CLUSTER_ALL = 0xF                   # destination cluster 0xF: every cluster
 GUEST_CPU_SIGNATURE = 0x600               # MP spec 1.4 4.3.1: family 6; the CPU itself is
                                           #   the host's, known only to CPUID
 CPUID_1_EDX_FPU = bit(0)
 GUEST_CPU_FEATURES = CPUID_1_EDX_FPU | CPUID_1_EDX_APIC   # the MP processor entry's CPUID.1:EDX
 ISA_IRQ_COUNT = 16
+ISA_IRQ_NO_PIN = 0xFF                     # an ISA IRQ no I/O APIC pin carries
 ISA_IRQ_PIT = 0
 ISA_IRQ_CASCADE = 2                       # the slave 8259A's input on the master: no device
 ISA_IRQ_COM1 = 4

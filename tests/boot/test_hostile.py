@@ -336,7 +336,6 @@ OUT_OF_BOUNDS = [
     ("the-guest-records", "write", lambda layout, backend: layout.rwdata["guests"]),
     ("my-nested-page-table-root", "write", nested_root),
     ("the-witness-vmcs-or-vmcb", "write", control_block),
-    ("the-io-apic", "write", lambda layout, backend: hw.IOAPIC_BASE),
     ("the-reset-vector-page", "read", lambda layout, backend: RESET_VECTOR_PAGE),
     ("the-top-page-below-maxphyaddr", "read", None),
 ]
@@ -393,13 +392,15 @@ def test_an_access_to_memory_the_guest_does_not_own_stops_it_with_a_report(tmp_p
             in lines), "\n".join(lines)
 
 
-def test_the_local_apic_page_is_the_guests_own_virtual_apic(tmp_path, target):
-    """A qword write to the ICR through the guest's own 4-level paging is
-    decoded and goes to its virtual local APIC (which ignores accesses that
-    are not dwords): the guest goes on, nothing reaches the real APIC (the
-    witness and the hypervisor are undisturbed)."""
-    lines, said, _ = probe(tmp_path, target, LOCAL_APIC_ICR, ("PROBE_WRITE", "PROBE_DEVICE"))
-    assert said[2:] == [f"memory: writing guest-physical {LOCAL_APIC_ICR:#x}",
+@pytest.mark.parametrize("address", [LOCAL_APIC_ICR, hw.IOAPIC_BASE], ids=["local-apic-icr", "io-apic"])
+def test_the_apic_pages_are_the_guests_own_virtual_apics(tmp_path, target, address):
+    """A qword write to the local APIC's ICR or the I/O APIC's IOREGSEL
+    through the guest's own 4-level paging is decoded and goes to its own
+    virtual device (which ignores accesses that are not dwords): the guest
+    goes on, nothing reaches the real APICs (the witness and the hypervisor
+    are undisturbed)."""
+    lines, said, _ = probe(tmp_path, target, address, ("PROBE_WRITE", "PROBE_DEVICE"))
+    assert said[2:] == [f"memory: writing guest-physical {address:#x}",
                         "memory: the access went to a device of my own virtual PC"]
     assert "[hv] hostile exited with code 0" in lines
 

@@ -2,7 +2,8 @@
 # OS uses it: CPUID and IA32_APIC_BASE, the registers as firmware leaves
 # them, TPR and PPR, self-IPIs by priority with EOIs, the ESR, the timer
 # in one-shot, periodic and TSC-deadline modes against the TSC calibrated
-# on PIT channel 2, an NMI sent to itself, and LINT0 gating the 8259A.
+# on PIT channel 2, an NMI sent to itself, LINT0 gating the 8259A, and
+# the I/O APIC delivering the PIT's IRQ 0 from its pin 2.
 # Every APIC access is MMIO (paging off, 32-bit protected mode): the
 # hypervisor decodes each one.  Prints a line per check and ends through
 # port 0xF4: PC_SUCCESS, or PC_FAILURE + the first failed check.
@@ -44,6 +45,9 @@
     .set TIMER_TSC_DEADLINE, 0x40000
     .set DIVIDE_BY_1, 0xB
     .set PERIODIC_TICKS, 10
+    .set IOAPIC_SELECT, 0xFEC00000
+    .set IOAPIC_WINDOW, 0xFEC00010
+    .set VECTOR_IOAPIC, 0x30
 
     .globl _start
 _start:
@@ -291,6 +295,46 @@ _start:
     lock or dword ptr [APIC_TPR], 0           # not an instruction the decoder takes
 .endif
 
+    # 26-29: the I/O APIC: its registers, and the PIT's IRQ 0 on pin 2
+    mov dword ptr [IOAPIC_SELECT], 0
+    mov eax, [IOAPIC_WINDOW]
+    mov dword ptr [IOAPIC_SELECT], 1
+    mov ebx, [IOAPIC_WINDOW]
+    cmp eax, 0x01000000
+    jne 11f
+    cmp ebx, 0x00170020
+11: check 26, e, "I/O APIC ID 1, version 0x20 with 24 entries"
+    mov dword ptr [IOAPIC_SELECT], 0x14       # pin 2, low dword
+    mov eax, [IOAPIC_WINDOW]
+    cmp eax, 0x10000
+    check 27, e, "its entries start masked"
+    mov ecx, VECTOR_IOAPIC
+    mov eax, offset ioapic_handler
+    call set_gate
+    mov dword ptr [IOAPIC_SELECT], 0x15       # destination: APIC 0
+    mov dword ptr [IOAPIC_WINDOW], 0
+    mov dword ptr [IOAPIC_SELECT], 0x14       # fixed, edge, physical, unmasked
+    mov dword ptr [IOAPIC_WINDOW], VECTOR_IOAPIC
+    mov dword ptr [ioapic_count], 0
+    sti
+12: hlt
+    cmp dword ptr [ioapic_count], 3
+    jb 12b
+    cli
+    check 28, ae, "the PIT's ticks arrive through I/O APIC pin 2 (LINT0 masked)"
+    mov dword ptr [IOAPIC_WINDOW], VECTOR_IOAPIC | 0x10000
+    sti                                       # a tick the APIC took before the mask
+    nop
+    cli
+    mov dword ptr [ioapic_count], 0
+    sti
+    mov eax, [tsc_khz]
+    imul eax, eax, 30
+    call delay_cycles
+    cli
+    cmp dword ptr [ioapic_count], 0
+    check 29, e, "none once the entry is masked"
+
     mov al, PC_SUCCESS
     jmp pc_exit
 
@@ -373,6 +417,10 @@ timer_handler:
 nmi_handler:
     inc dword ptr [nmi_count]
     iret
+ioapic_handler:
+    inc dword ptr [ioapic_count]
+    mov dword ptr [APIC_EOI], 0
+    iret
 pic_handler:
     push eax
     inc dword ptr [pic_count]
@@ -392,3 +440,4 @@ nmi_count:   .long 0
 pic_count:   .long 0
 start_tsc:   .quad 0
 cpuid_1_ecx: .long 0
+ioapic_count: .long 0
