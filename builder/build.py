@@ -83,7 +83,7 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     """Every number the hypervisor templates may use, by name."""
     constants = {**hw.asm_constants(), **GUEST.asm_constants(), **HV.asm_constants(),
                  **CAPS.asm_constants(), **devices.asm_constants(), **cmos.asm_constants(),
-                 **fw_cfg.asm_constants(), **mmio_asm_constants()}
+                 **fw_cfg.asm_constants(), **mmio_asm_constants(), **msrs.asm_constants()}
     constants.update({f"LAYOUT_{name.upper()}": address for name, address in
                       {**layout.rodata, **layout.rwdata}.items()})
     # keystone keeps one symbol of [A + B] (see builder.assemble), so each
@@ -134,8 +134,7 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         GUEST_RUNNABLE=GUEST_RUNNABLE, GUEST_EXITED=GUEST_EXITED, GUEST_STOPPED=GUEST_STOPPED,
         GUEST_SLEEPING=GUEST_SLEEPING,
         TIME_SLICE_CYCLES=config.hypervisor.time_slice,
-        MSR_TABLE_COUNT=len(msrs.EMULATED_MSRS),
-        MSR_IN_HARDWARE=msrs.IN_HARDWARE,
+        LAYOUT_MSR_TABLE_END=layout.rodata["msr_table"] + msrs.TABLE_SIZE,
         LAYOUT_CPUID_TABLE_END=layout.rodata["cpuid_table"] + cpuid.TABLE_COUNT * cpuid.ENTRY_SIZE,
         CPUID_ANY_SUBLEAF=cpuid.ANY_SUBLEAF,
         CPUID_GUEST_FEATURES_1_ECX=cpuid.GUEST_FEATURES_1_ECX,
@@ -148,8 +147,6 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         VCPU_XSAVE_AREA_QWORDS=vcpu.XSAVE_AREA_SIZE // 8,
         GUEST_QWORDS=GUEST.size // 8,
         SVM_VMCB_QWORDS=hw.PAGE_SIZE // 8,
-        MSR_TABLE_ENTRY_SIZE=msrs.ENTRY_SIZE,
-        **{f"MSR_ENTRY_{name.upper()}": offset for name, offset in msrs.ENTRY_OFFSETS.items()},
         SELECTOR_CODE64=vmcs.SELECTOR_CODE64, SELECTOR_DATA=vmcs.SELECTOR_DATA,
         SELECTOR_TSS=vmcs.SELECTOR_TSS, HOST_CR0=vmcs.HOST_CR0,
         # what boot sets in EFER; the CPU adds LMA when paging turns on
@@ -157,7 +154,6 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         HV_SIGNATURE_EBX=int.from_bytes(hw.CPUID_HV_SIGNATURE[0:4], "little"),
         HV_SIGNATURE_ECX=int.from_bytes(hw.CPUID_HV_SIGNATURE[4:8], "little"),
         HV_SIGNATURE_EDX=int.from_bytes(hw.CPUID_HV_SIGNATURE[8:12], "little"),
-        **{f"MSR_KIND_{kind.name}": int(kind) for kind in msrs.MsrKind},
         **{f"HYPERCALL_{name}": number for name, number in HYPERCALLS.items()},
     )
     return constants

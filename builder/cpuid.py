@@ -56,13 +56,15 @@ HIDDEN = (
     Hide(hw.CPUID_FEATURES_LEAF, "ecx", _bits(hw.CPUID_1_ECX_VMX_BIT, 6), "VMX, SMX: #UD"),
     Hide(hw.CPUID_FEATURES_LEAF, "ecx", _bits(21), "x2APIC: the guest's local APIC is an xAPIC"),
     Hide(hw.CPUID_FEATURES_LEAF, "ecx", _bits(hw.CPUID_1_ECX_OSXSAVE_BIT), "OSXSAVE: set from the guest's own CR4"),
-    Hide(hw.CPUID_FEATURES_LEAF, "edx", _bits(7, 12, 14), "MCE, MTRR, MCA: machine-check and MTRR MSRs not emulated"),
+    Hide(hw.CPUID_FEATURES_LEAF, "ecx", _bits(14),
+         "xTPR update control: no chipset takes xTPR messages; IA32_MISC_ENABLE[23] is fixed"),
     Hide(hw.CPUID_FEATURES_LEAF, "edx", _bits(21, 22, 29, 31), "DS, ACPI thermal, TM, PBE: MSRs not emulated"),
     # Leaves 5, 6, 0xA: MONITOR/MWAIT, power management, performance monitoring
     *(Hide(hw.CPUID_MONITOR_LEAF, register, ALL, "MONITOR/MWAIT leaf") for register in REGISTERS),
     *(Hide(hw.CPUID_THERMAL_LEAF, register, ALL, "thermal and power-management MSRs not emulated") for register in REGISTERS),
     # Leaf 7, subleaf 0
-    Hide(hw.CPUID_EXTENDED_FEATURES_LEAF, "ebx", _bits(1), "IA32_TSC_ADJUST not emulated", 0),
+    Hide(hw.CPUID_EXTENDED_FEATURES_LEAF, "ebx", _bits(1),
+         "IA32_TSC_ADJUST not emulated: guests read the real TSC (builder/msrs.py)", 0),
     Hide(hw.CPUID_EXTENDED_FEATURES_LEAF, "ebx", _bits(2), "SGX", 0),
     Hide(hw.CPUID_EXTENDED_FEATURES_LEAF, "ebx", _bits(10), "INVPCID: not enabled under VMX", 0),
     Hide(hw.CPUID_EXTENDED_FEATURES_LEAF, "ebx", _bits(12, 15), "RDT monitoring and allocation MSRs not emulated", 0),
@@ -94,6 +96,7 @@ HIDDEN = (
          "IBS, SKINIT, WDT, LWP, TCE, NodeId, performance counters, MONITORX: not virtualised"),
     Hide(hw.CPUID_ADDRESS_SIZES_LEAF, "ebx", _bits(12, 14, 15, 23, 24, 25),
          "IBPB, IBRS, STIBP, PPIN, SSBD, VIRT_SSBD: MSRs not emulated"),
+    Hide(hw.CPUID_ADDRESS_SIZES_LEAF, "ebx", _bits(1), "IRPERF: its counter and HWCR.IRPerfEn not emulated"),
     *(Hide(hw.CPUID_SVM_FEATURES_LEAF, register, ALL, "SVM features: guests see no SVM") for register in REGISTERS),
     *(Hide(hw.CPUID_SEV_LEAF, register, ALL, "memory encryption (SEV) is not virtualised") for register in REGISTERS),
 )

@@ -136,10 +136,75 @@ IA32_KERNEL_GS_BASE = 0xC0000102          # swapped with GS_BASE by SWAPGS
 IA32_TSC_AUX = 0xC0000103                 # read by RDTSCP and RDPID
 PAT_POWER_ON = 0x0007040600070406         # SDM Vol. 3A 12.12.4: WB WT UC- UC WB WT UC- UC
 PAT_VALID_TYPES = (0, 1, 4, 5, 6, 7)      # SDM Vol. 3A table 12-10: others are reserved (#GP)
+PAT_VALID_TYPE_SET = sum(bit(t) for t in PAT_VALID_TYPES)   # bit t set: type t is valid
 PAT_ENTRIES = 8                           # one memory type per byte
-PAT_TYPE_RESERVED_BITS = 0xF8             # bits 7:3 of each entry
-PAT_TYPE_RESERVED_LOW = 2                 # types 2 and 3 are reserved
-PAT_TYPE_RESERVED_HIGH = 3
+
+# --- Memory types and MTRRs (SDM Vol. 3A 12.11; AMD APM Vol. 2 7.7: the same MSRs) ---
+MEMORY_TYPE_UC = 0                        # SDM Vol. 3A table 12-8 (MTRR encodings)
+MEMORY_TYPE_WC = 1
+MEMORY_TYPE_WT = 4
+MEMORY_TYPE_WP = 5
+MEMORY_TYPE_WB = 6
+MEMORY_TYPE_RESERVED_BITS = 0xF8          # bits 7:3 of a type byte: set only in reserved types
+MTRR_VALID_TYPES = (MEMORY_TYPE_UC, MEMORY_TYPE_WC, MEMORY_TYPE_WT, MEMORY_TYPE_WP, MEMORY_TYPE_WB)
+MTRR_VALID_TYPE_SET = sum(bit(t) for t in MTRR_VALID_TYPES)   # 12.11.2.1: others in an MTRR: #GP
+IA32_MTRRCAP = 0xFE                       # 12.11.1, read-only
+MTRRCAP_VCNT = 0xFF                       # bits 7:0: the number of variable ranges
+MTRRCAP_FIX = bit(8)                      # the fixed ranges exist
+MTRRCAP_WC = bit(10)                      # write-combining may be used
+IA32_MTRR_DEF_TYPE = 0x2FF                # 12.11.2.1: bits 7:0 type, 10 FE, 11 E; others #GP
+MTRR_DEF_TYPE_TYPE = 0xFF
+MTRR_DEF_TYPE_FE = bit(10)
+MTRR_DEF_TYPE_E = bit(11)
+IA32_MTRR_FIX64K_00000 = 0x250            # 12.11.2.2: eight types, one per byte, each register
+IA32_MTRR_FIX16K_80000 = 0x258
+IA32_MTRR_FIX16K_A0000 = 0x259
+IA32_MTRR_FIX4K_C0000 = 0x268             # ... IA32_MTRR_FIX4K_F8000 = 0x26F, 32 KiB each
+MTRR_FIX4K_MSRS = 8
+MTRR_FIXED_RANGES_PER_MSR = 8
+IA32_MTRR_PHYSBASE0 = 0x200               # 12.11.2.3: PHYSBASEn = 0x200 + 2n, PHYSMASKn = 0x201 + 2n
+IA32_MTRR_PHYSMASK0 = 0x201
+MTRR_PHYSBASE_TYPE = 0xFF                 # bits 11:8 reserved
+MTRR_PHYSMASK_VALID = bit(11)             # bits 10:0 reserved
+MTRR_ADDRESS = 0x000FFFFFFFFFF000         # base and mask: bits MAXPHYADDR-1:12 (at most 51:12)
+CPUID_EXT_MAX_LEAF = 0x80000000           # EAX: the highest extended leaf
+CPUID_80000008_EAX_MAXPHYADDR = 0xFF      # bits 7:0: physical-address width
+MAXPHYADDR_WITHOUT_LEAF = 36              # SDM Vol. 3A 4.1.4: a CPU without leaf 0x80000008
+
+# --- Machine-check architecture (SDM Vol. 3B 16.3.1) --------------------------
+IA32_MCG_CAP = 0x179                      # bits 7:0 Count (banks), 8 MCG_CTL_P, ...; writes undefined
+IA32_MCG_STATUS = 0x17A                   # 16.3.1.2: bits 63:3 reserved
+MCG_STATUS_RIPV = bit(0)
+MCG_STATUS_EIPV = bit(1)
+MCG_STATUS_MCIP = bit(2)                  # "software can set or clear this flag"
+
+# --- Other MSRs a kernel reads at boot (SDM Vol. 4 table 2-2) -----------------
+IA32_BIOS_SIGN_ID = 0x8B                  # bits 63:32: the microcode signature CPUID.1 leaves; 31:0 reserved
+BIOS_SIGN_ID_SIGNATURE = 0xFFFFFFFF00000000
+IA32_MISC_ENABLE = 0x1A0
+MISC_ENABLE_FAST_STRINGS = bit(0)         # R/W
+MISC_ENABLE_AUTOMATIC_TCC = bit(3)        # R/W: the thermal control circuit
+MISC_ENABLE_BTS_UNAVAILABLE = bit(11)     # RO
+MISC_ENABLE_PEBS_UNAVAILABLE = bit(12)    # RO
+
+# --- AMD MSRs kernels touch (APM Vol. 2 13.2.1; BKDG for AMD families 10h-16h) ---
+AMD_PERF_EVTSEL0 = 0xC0010000             # PerfEvtSel0-3 at 0xC0010000-3, the legacy counters
+AMD_PERF_CTR0 = 0xC0010004                # PerfCtr0-3 at 0xC0010004-7
+AMD_LEGACY_PERF_COUNTERS = 4
+# PerfEvtSel: EventSelect 7:0 and 35:32, UnitMask, USR, OS, Edge, INT, EN, INV, CntMask,
+# HG_ONLY 41:40; bits 19, 21, 39:36 and 63:42 are reserved.
+AMD_PERF_EVTSEL_DEFINED = ~(bit(19) | bit(21) | 0xF << 36) & (1 << 42) - 1
+AMD_PERF_CTR_DEFINED = (1 << 48) - 1      # 48-bit counters
+AMD_HWCR = 0xC0010015                     # hardware configuration
+HWCR_TLB_CACHE_DIS = bit(3)
+HWCR_INVD_WBINVD = bit(4)                 # INVD acts as WBINVD (a BIOS sets it)
+HWCR_IGNNE_EM = bit(8)
+HWCR_MC_STATUS_WR_EN = bit(18)
+HWCR_TSC_FREQ_SEL = bit(24)               # the TSC counts at the P0 frequency (read-only 1)
+AMD_INT_PENDING_MSG = 0xC0010055          # interrupt pending and C1E status (BKDG MSRC001_0055)
+AMD_DE_CFG = 0xC0011029                   # decode configuration
+DE_CFG_LFENCE_SERIALIZE = bit(1)          # LFENCE is dispatch serializing
+AMD_PATCH_LEVEL = 0x8B                    # AMD's MSR 0x8B: the microcode patch level, read-only
 
 FEATURE_CONTROL_LOCK = bit(0)             # SDM Vol. 3C 23.7
 FEATURE_CONTROL_VMX_OUTSIDE_SMX = bit(2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder import fw_cfg, hw, vcpu
+from builder import fw_cfg, hw, msrs, vcpu
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,7 @@ GUEST = Record("GUEST", [
     Field("fw_cfg_offset", 8),   # the data port's next byte within the selected item
     # The state the VM entry and exit leave alone (builder/vcpu.py)
     *(Field(name, size) for name, size in vcpu.record_fields()),
+    Field("msrs", msrs.RECORD_SIZE),    # the MSRs kept here, one slot each (builder/msrs.py)
     Field("state", 1),
     Field("launched", 1),
     Field("expects_exit", 1),    # non-zero: the config gave expect_exit
@@ -204,6 +205,8 @@ HV = Record("HV", [
     Field("rtc_boot_tsc", 8),      # the TSC at that read: guests' clocks count from it
     Field("rtc_uip_start", 8),     # TSC cycles into a second at which register A's UIP rises
     Field("rtc_found", 8),         # non-zero: the real RTC answered (its UIP cleared) at boot
+    Field("msr_vendor", 8),        # builder/msrs.py Vendor: whose MSRs guests have (the backend's)
+    Field("physical_address_mask", 8),  # 2^MAXPHYADDR - 1 (CPUID 0x80000008), for the MTRR checks
     # The backend chosen at boot, as the core calls it (hv/core/arch.s.j2)
     Field("arch_run_guest", 8),
     Field("arch_resume_guest", 8),

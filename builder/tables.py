@@ -5,7 +5,7 @@ bitmaps and the symbol table the crash reporter searches.
 
 from __future__ import annotations
 
-from builder import cmos, devices, fw_cfg, hw, vcpu, vmcs
+from builder import cmos, devices, fw_cfg, hw, msrs, vcpu, vmcs
 from builder.config import StartMode
 from builder.guest_images import GuestImage
 from builder.layout import GDT_ENTRIES, TSS_SIZE, GuestLayout, Layout
@@ -168,6 +168,7 @@ def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int,
                       init_count=layout.guest_entries, vmcb=guest.vmcb or 0, state=GUEST_RUNNABLE,
                       name=guest.name.encode(), uart_regs=uart_reset,
                       xsave_area=guest.xsave_area, **vcpu.reset_values(), **devices.reset_fields(),
+                      msrs=msrs.record_reset(),
                       max_restarts=max_restarts, memory_base=guest.memory_base,
                       memory_size=guest.memory_size, restart_image=restart.image if restart else 0,
                       restart_record=restart.record if restart else 0,

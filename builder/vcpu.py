@@ -12,7 +12,9 @@ record fields and their reset values from it, and hv/core/vcpu.s.j2
 generates each backend's save and load code and the state dump from it.
 
 The general-purpose registers are switched on every exit (structs.GUEST's
-register area) and are not listed here.
+register area) and are not listed here; nor are the MSRs that only
+describe the machine (MTRRs, MCG_STATUS, MISC_ENABLE...: builder/msrs.py
+RECORD_KINDS), which live in the guest's record and never reach the CPU.
 """
 
 from __future__ import annotations

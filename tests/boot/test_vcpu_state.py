@@ -1,7 +1,8 @@
 """No CPU state crosses between guests: two copies of one long-mode guest
 (tests/guests/vcpu_state.S), each planting values of its own into x87, SSE
-and AVX state, XCR0, CR2, the debug registers and the SYSCALL, PAT and
-TSC_AUX MSRs, run side by side on every target (the `target` fixture,
+and AVX state, XCR0, CR2, the debug registers, the SYSCALL, PAT and
+TSC_AUX MSRs and the MSRs the hypervisor keeps in the guest's record
+(MTRRs, MCG_STATUS, MISC_ENABLE or HWCR), run side by side on every target (the `target` fixture,
 tests/boot/conftest.py) and yield to each other before reading them back."""
 
 import re
@@ -17,15 +18,22 @@ GUEST_NAMES = ("first", "second")      # run in this order, round robin
 # x87/SSE/AVX initial configuration (SDM Vol. 1 13.6; FCW as after FNINIT,
 # MXCSR 0x1F80), XCR0 with x87 only (Vol. 1 13.3), and the reset values of
 # CR2, the debug registers and the MSRs (Vol. 3A 10.1.1, table 10-1; PAT:
-# Vol. 3A 13.12.4).  TSC_AUX_RDTSCP is TSC_AUX as RDTSCP returns it.
+# Vol. 3A 13.12.4).  TSC_AUX_RDTSCP is TSC_AUX as RDTSCP returns it.  The
+# MSRs kept in the record start as a PC's firmware leaves them (README,
+# "MSRs"): MTRRs on, fixed ranges on, default WB; the fixed range at
+# 0xC8000 WP; no variable range 1; no machine check in progress; fast
+# strings, BTS and PEBS unavailable (Intel); INVD as WBINVD, TscFreqSel (AMD).
 RESET = {
     "MM0": 0, "FCW": 0x37F, "XMM1": 0, "MXCSR": 0x1F80, "XCR0": 0x1, "YMM1_UPPER": 0,
     "CR2": 0, "DR0": 0, "DR1": 0, "DR2": 0, "DR3": 0, "DR6": 0xFFFF0FF0, "DR7": 0x400,
     "STAR": 0, "LSTAR": 0, "CSTAR": 0, "SFMASK": 0, "KERNEL_GS_BASE": 0,
     "TSC_AUX": 0, "TSC_AUX_RDTSCP": 0, "PAT": 0x0007040600070406,
+    "MTRR_DEF_TYPE": 0xC06, "MTRR_PHYSBASE1": 0, "MTRR_PHYSMASK1": 0, "MTRR_FIX4K_C8000": 0x0505050505050505,
+    "MCG_STATUS": 0, "MISC_ENABLE": 0x1801, "HWCR": 0x1000010,
 }
 # Items a CPU may lack: the guest prints "<feature> absent" and skips them.
-NEEDS = {"XCR0": "xsave", "YMM1_UPPER": "avx", "TSC_AUX_RDTSCP": "rdtscp"}
+NEEDS = {"XCR0": "xsave", "YMM1_UPPER": "avx", "TSC_AUX_RDTSCP": "rdtscp",
+         "MISC_ENABLE": "intel", "HWCR": "amd"}
 # Both copies plant XCR0 alike (7, or 3 without AVX); every other value differs.
 PLANTED_ALIKE = {"XCR0"}
 SEED_ORDERS = [("SEED_A", "SEED_B"), ("SEED_B", "SEED_A")]

@@ -2,7 +2,8 @@
 # 0x40000000-0x40001FFF, 0xC0000000-0xC0001FFF, 0xC0010000-0xC0011FFF) read,
 # then written back with what was read, or with 0 where the read faulted;
 # then writes meant to break the machine: EFER's reserved bits and SVME,
-# APIC_BASE, FEATURE_CONTROL, VM_HSAVE_PA, VM_CR, DEBUGCTL and the MTRRs.
+# APIC_BASE, FEATURE_CONTROL, VM_HSAVE_PA, VM_CR, DEBUGCTL and the MTRRs
+# (the guest's own, emulated: all ones in a variable range is reserved).
 # It prints
 #   msr 0xN read ok, write-back ok|write-back vector V    (each MSR that reads)
 #   msr 0xN read vector V                                 (a read fault other than #GP)

@@ -2,8 +2,11 @@
 # copies run side by side, one assembled with --defsym SEED_A=1, the other
 # with --defsym SEED_B=1; the seed picks the values this copy plants.  For
 # every item of the table `items` (MM0, x87 control word, XMM1, MXCSR,
-# XCR0, YMM1's upper half, CR2, DR0-DR3, DR6, DR7 and the MSRs STAR, LSTAR,
-# CSTAR, SFMASK, KERNEL_GS_BASE, TSC_AUX (also as RDTSCP returns it), PAT) it
+# XCR0, YMM1's upper half, CR2, DR0-DR3, DR6, DR7, the MSRs STAR, LSTAR,
+# CSTAR, SFMASK, KERNEL_GS_BASE, TSC_AUX (also as RDTSCP returns it), PAT,
+# and those the hypervisor keeps in the guest's record: the MTRRs' default
+# type, a variable range and a fixed range, MCG_STATUS, and the vendor's
+# own, MISC_ENABLE (Intel) or HWCR (AMD)) it
 #   1. records the value it finds: a fresh guest must find the reset value,
 #   2. plants its own value,
 #   3. yields three times, so that the other guest runs (and plants) meanwhile,
@@ -16,7 +19,8 @@
 # each runs within one time slice; the TSC read before steps 1 and 4 and
 # after step 2 is printed as "tsc initial|planted|after 0x<value>", so that
 # a test can check that the guests' steps really interleaved.  An item the
-# CPU lacks is skipped with "xsave absent", "avx absent" or "rdtscp absent".
+# CPU lacks is skipped with "xsave absent", "avx absent" or "rdtscp absent",
+# and the other vendor's MSR with "intel absent" or "amd absent".
 #
 # Then a SYSCALL round trip through its own STAR, LSTAR and SFMASK: SYSCALL
 # from ring 0 enters the stub named by this copy's LSTAR, which prints
@@ -47,6 +51,15 @@
 .set XCR0_X87_SSE_AVX, 0x7
 .set XCR0_AVX, 0x4
 .set IA32_PAT, 0x277
+.set IA32_MCG_STATUS, 0x17A
+.set IA32_MISC_ENABLE, 0x1A0
+.set IA32_MTRR_PHYSBASE1, 0x202
+.set IA32_MTRR_PHYSMASK1, 0x203
+.set IA32_MTRR_FIX4K_C8000, 0x269
+.set IA32_MTRR_DEF_TYPE, 0x2FF
+.set AMD_HWCR, 0xC0010015
+.set CPUID_VENDOR_EBX_INTEL, 0x756E6547   # "Genu"
+.set CPUID_VENDOR_EBX_AMD, 0x68747541     # "Auth"
 .set IA32_EFER, 0xC0000080
 .set IA32_STAR, 0xC0000081
 .set IA32_LSTAR, 0xC0000082
@@ -82,6 +95,8 @@
 .set HAS_XSAVE, 1 << 0
 .set HAS_AVX, 1 << 1
 .set HAS_RDTSCP, 1 << 2
+.set HAS_INTEL, 1 << 3
+.set HAS_AMD, 1 << 4
 
 # What this copy plants.  Every value differs from the reset value and, but
 # for XCR0 (7, or 3 without AVX, for both), from the other copy's.  DR7
@@ -97,6 +112,13 @@
     .set PLANT_SFMASK, RFLAGS_TF | RFLAGS_IF | RFLAGS_DF | RFLAGS_AC
     .set PLANT_PAT, 0x0001050400070406  # PAT4-7: WT WP WC UC (the page tables use PAT0 only)
     .set PLANT_LSTAR, syscall_entry_a
+    .set PLANT_MTRR_DEF_TYPE, 0x804     # reset 0xC06: WT, fixed ranges off
+    .set PLANT_MTRR_PHYSBASE, 0x0A000006    # 160 MiB, WB
+    .set PLANT_MTRR_PHYSMASK, 0xFF000800    # 16 MiB, valid
+    .set PLANT_MTRR_FIXED, 0x0606060606060606   # reset WP: WB
+    .set PLANT_MCG_STATUS, 0x4          # MCIP
+    .set PLANT_MISC_ENABLE, 0x1800      # reset 0x1801: fast strings off
+    .set PLANT_HWCR, 0x1000018          # reset 0x1000010: TlbCacheDis
 .endif
 .ifdef SEED_B
     .ifdef SEED
@@ -110,6 +132,13 @@
     .set PLANT_SFMASK, RFLAGS_TF | RFLAGS_IF | RFLAGS_DF | RFLAGS_NT
     .set PLANT_PAT, 0x0405010600070406  # PAT4-7: WB WC WP WT
     .set PLANT_LSTAR, syscall_entry_b
+    .set PLANT_MTRR_DEF_TYPE, 0xC01     # WC
+    .set PLANT_MTRR_PHYSBASE, 0x0B000001    # 176 MiB, WC
+    .set PLANT_MTRR_PHYSMASK, 0xFE000800    # 32 MiB, valid
+    .set PLANT_MTRR_FIXED, 0x0404040404040404   # WT
+    .set PLANT_MCG_STATUS, 0x1          # RIPV
+    .set PLANT_MISC_ENABLE, 0x1809      # automatic thermal control on
+    .set PLANT_HWCR, 0x1040010          # McStatusWrEn
 .endif
 .ifndef SEED
     .error "assemble with --defsym SEED_A=1 or --defsym SEED_B=1"
@@ -175,6 +204,13 @@ items:
     item TSC_AUX, msr_read, msr_write, SEED16, IA32_TSC_AUX
     item TSC_AUX_RDTSCP, rdtscp_read, planted_elsewhere, SEED16, needs=HAS_RDTSCP  # planted as TSC_AUX
     item PAT, msr_read, msr_write, PLANT_PAT, IA32_PAT
+    item MTRR_DEF_TYPE, msr_read, msr_write, PLANT_MTRR_DEF_TYPE, IA32_MTRR_DEF_TYPE
+    item MTRR_PHYSBASE1, msr_read, msr_write, PLANT_MTRR_PHYSBASE, IA32_MTRR_PHYSBASE1
+    item MTRR_PHYSMASK1, msr_read, msr_write, PLANT_MTRR_PHYSMASK, IA32_MTRR_PHYSMASK1
+    item MTRR_FIX4K_C8000, msr_read, msr_write, PLANT_MTRR_FIXED, IA32_MTRR_FIX4K_C8000
+    item MCG_STATUS, msr_read, msr_write, PLANT_MCG_STATUS, IA32_MCG_STATUS
+    item MISC_ENABLE, msr_read, msr_write, PLANT_MISC_ENABLE, IA32_MISC_ENABLE, needs=HAS_INTEL
+    item HWCR, msr_read, msr_write, PLANT_HWCR, AMD_HWCR, needs=HAS_AMD
 items_end:
 features:       .quad 0
 xcr0_supported: .quad 0
@@ -303,7 +339,15 @@ detect_features:
     test edx, CPUIDX_EDX_RDTSCP
     jz 3f
     or edi, HAS_RDTSCP
-3:  mov [rip + features], rdi
+3:  xor eax, eax
+    cpuid
+    cmp ebx, CPUID_VENDOR_EBX_INTEL
+    jne 4f
+    or edi, HAS_INTEL
+4:  cmp ebx, CPUID_VENDOR_EBX_AMD
+    jne 5f
+    or edi, HAS_AMD
+5:  mov [rip + features], rdi
     ret
 
 # read_tsc: OUT: RAX = the TSC.  Clobbers: RDX.
@@ -446,6 +490,12 @@ print_report:
     call print_if_absent
     lea rsi, [rip + no_rdtscp]
     mov eax, HAS_RDTSCP
+    call print_if_absent
+    lea rsi, [rip + no_intel]
+    mov eax, HAS_INTEL
+    call print_if_absent
+    lea rsi, [rip + no_amd]
+    mov eax, HAS_AMD
     call print_if_absent
     lea rsi, [rip + tsc_initial_label]
     mov rax, [rip + tsc_initial]
@@ -657,6 +707,8 @@ tsc_after_label:    .asciz "tsc after"
 no_xsave:           .asciz "xsave absent\n"
 no_avx:             .asciz "avx absent\n"
 no_rdtscp:          .asciz "rdtscp absent\n"
+no_intel:           .asciz "intel absent\n"
+no_amd:             .asciz "amd absent\n"
 hex_prefix:         .asciz " 0x"
 hex_digits:         .ascii "0123456789abcdef"
 reached_mine:       .asciz "syscall reached my handler\n"
