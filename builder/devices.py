@@ -95,7 +95,7 @@ def reset_fields() -> dict[str, int | bytes]:
                      icw1=hw.PIC_ICW1_INIT & ~hw.PIC_ICW1_SNGL)
     channel = PIT_CHANNEL.pack(next_edge=NO_DEADLINE, reload=hw.PIT_COUNT_RANGE, access=hw.PIT_ACCESS_WORD)
     return {"pic_master": master, "pic_slave": slave, "pit": channel * hw.PIT_CHANNELS,
-            "timer_deadline": NO_DEADLINE}
+            "timer_deadline": NO_DEADLINE, "rtc_next_event": NO_DEADLINE}
 
 
 def check(devices: tuple[PortDevice, ...] = PORT_DEVICES) -> None:
