@@ -94,7 +94,8 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         for name, offset in CAPS.offsets.items():
             address = layout.rwdata["caps"] + CAPS.size * kind + offset
             constants[f"CAPS_{kind.name}_{name.upper()}_ADDR"] = address
-    constants["GUEST_UART_LCR"] = GUEST.offsets["uart_regs"] + hw.UART_LCR
+    constants.update({f"GUEST_UART_{name}": GUEST.offsets["uart_regs"] + register for name, register in
+                      (("IER", hw.UART_IER), ("LCR", hw.UART_LCR), ("MCR", hw.UART_MCR))})
     constants["GUEST_PIT_CHANNEL0_NEXT_EDGE"] = GUEST.offsets["pit"] + PIT_CHANNEL.offsets["next_edge"]
     constants["GUEST_PIT_CHANNEL2"] = GUEST.offsets["pit"] + 2 * PIT_CHANNEL.size
     constants["VMCB_CS_BASE"] = hw.Vmcb.CS + hw.VMCB_SEGMENT_BASE
@@ -104,7 +105,9 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     constants["GUEST_BATTERY_BACKED_QWORDS"] = battery_backed // 8
     constants["GUEST_BATTERY_BACKED_SIZE"] = battery_backed
     constants.update({f"GUEST_CMOS_{name}": GUEST.offsets["cmos"] + register for name, register in
-                      (("REGISTER_A", hw.RTC_REGISTER_A), ("REGISTER_B", hw.RTC_REGISTER_B))})
+                      (("REGISTER_A", hw.RTC_REGISTER_A), ("REGISTER_B", hw.RTC_REGISTER_B),
+                       ("SECONDS_ALARM", hw.RTC_SECONDS_ALARM), ("MINUTES_ALARM", hw.RTC_MINUTES_ALARM),
+                       ("HOURS_ALARM", hw.RTC_HOURS_ALARM))})
     constants.update({f"LAYOUT_SVM_{name.upper()}": address for name, address in layout.svm.items()})
     # The VMCB's guest RAX, seen from the end of a guest record's register
     # area (where RSP points around VMRUN: hv/svm/entry.s.j2).
@@ -165,7 +168,7 @@ def render_hypervisor(config: Config, layout: Layout, test_hooks: frozenset[str]
                   backends=layout.backends, port_devices=devices.PORT_DEVICES,
                   mmio_devices=devices.MMIO_DEVICES, isa_irq_pins=devices.isa_irq_pins(),
                   rtc_register_kinds=cmos.REGISTER_KINDS, rtc_time_registers=cmos.TIME_FIELDS,
-                  rtc_march_month_starts=cmos.MARCH_MONTH_STARTS,
+                  rtc_march_month_starts=cmos.MARCH_MONTH_STARTS, rtc_periodic_periods=cmos.PERIODIC_PERIODS,
                   fw_cfg_directory=fw_cfg.DIRECTORY,
                   vcpu_state={backend: vcpu.switched(backend) for backend in layout.backends},
                   vcpu_dump=[item for item in vcpu.STATE if item.access is not vcpu.Access.FPU],

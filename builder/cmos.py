@@ -45,6 +45,26 @@ def register_kind(register: int) -> int:
 
 REGISTER_KINDS = tuple(int(register_kind(register)) for register in range(hw.CMOS_SIZE))
 
+
+def periodic_period(rate_select: int) -> int:
+    """The periodic interrupt's period in 32.768 kHz time-base clocks for
+    register A's RS3-RS0 (MC146818A Table 5, "Periodic Interrupt Rate and
+    Square-Wave Output Frequency"): none for 0; RS 3-15 tap the divider
+    at 2^(RS-1) clocks (8192 Hz ... 2 Hz); RS 1 and 2 give 256 and 128 Hz
+    with this time base, as RS 8 and 9 do."""
+    if rate_select == 0:
+        return 0
+    if rate_select < 3:
+        return periodic_period(rate_select + 7)
+    return 1 << (rate_select - 1)
+
+
+# Indexed by RS3-RS0 (hv/devices/rtc.s.j2 rtc_periodic_periods).
+PERIODIC_PERIODS = tuple(periodic_period(rs) for rs in range(hw.RTC_A_RATE_SELECT + 1))
+# Register C's flags and register B's enables share their bit positions,
+# so IRQF is (C & B) & sources (MC146818A "Register C").
+assert hw.RTC_C_SOURCES == hw.RTC_B_INTERRUPT_ENABLES
+
 # --- the calendar --------------------------------------------------------
 # The hypervisor counts days from March 1 of the year -400 (proleptic
 # Gregorian), so that every date a guest can set is a positive count and

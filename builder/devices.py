@@ -126,7 +126,7 @@ def reset_fields() -> dict[str, int | bytes]:
     ioapic = IOAPIC.pack(entries=hw.IOAPIC_ENTRY_RESET.to_bytes(8, "little") * hw.GUEST_IOAPIC_PINS,
                          id=hw.GUEST_IOAPIC_ID)
     return {"pic_master": master, "pic_slave": slave, "pit": channel * hw.PIT_CHANNELS,
-            "timer_deadline": NO_DEADLINE, "ioapic": ioapic, "lapic": lapic_reset(), "lapic_timer_deadline": NO_DEADLINE,
+            "timer_deadline": NO_DEADLINE, "rtc_next_event": NO_DEADLINE, "ioapic": ioapic, "lapic": lapic_reset(), "lapic_timer_deadline": NO_DEADLINE,
             "apic_base": hw.LAPIC_BASE | hw.APIC_BASE_BSP | hw.APIC_BASE_ENABLE}
 
 

@@ -365,6 +365,18 @@ UART_IIR_NO_INTERRUPT = bit(0)
 UART_MSR_IDLE = 0xB0                      # DCD, DSR, CTS asserted: a cable is attached
 UART_MCR_DTR_RTS_OUT2 = 0x0B
 UART_DIVISOR_115200 = 1
+# PC16550D interrupts ("Interrupt Enable Register", "Interrupt Identification
+# Register", "FIFO Control Register", "Modem Control Register")
+UART_FCR = UART_IIR                       # FCR is written where IIR is read
+UART_IER_ERBFI = bit(0)                   # received data available
+UART_IER_ETBEI = bit(1)                   # transmitter holding register empty
+UART_IER_ELSI = bit(2)                    # receiver line status
+UART_IER_EDSSI = bit(3)                   # modem status
+UART_IER_ENABLES = UART_IER_ERBFI | UART_IER_ETBEI | UART_IER_ELSI | UART_IER_EDSSI   # bits 7:4 read 0
+UART_IIR_THRE = 0x02                      # IIR bits 3:0 = 0010: THR empty, priority 3
+UART_IIR_FIFOS_ENABLED = 0xC0             # IIR bits 7:6 = 11 while FCR bit 0 is set
+UART_FCR_FIFO_ENABLE = bit(0)
+UART_MCR_OUT2 = bit(3)                    # PC: gates INTRPT onto IRQ 4
 PIC_MASTER_DATA = 0x21                    # 8259A interrupt mask registers
 PIC_SLAVE_DATA = 0xA1
 PIC_MASTER_CMD = 0x20
@@ -546,6 +558,13 @@ RTC_BCD_BASE = 10                         # BCD: one decimal digit per nibble
 RTC_BCD_DIGIT_BITS = 4
 RTC_BCD_DIGIT_MASK = 0xF
 RTC_UIP_MICROSECONDS = 244                # UIP rises this long before each update (t_BUC)
+RTC_A_RATE_SELECT = 0x0F                  # RS3-RS0: the periodic interrupt's rate
+RTC_TIME_BASE_HZ = 32768                  # the PC's crystal: DV = 010 (MC146818A "Divider Stages")
+RTC_TIME_BASE_ROUND_UP = RTC_TIME_BASE_HZ - 1
+RTC_B_INTERRUPT_ENABLES = RTC_B_PIE | RTC_B_AIE | RTC_B_UIE
+RTC_C_SOURCES = RTC_C_PF | RTC_C_AF | RTC_C_UF    # each flag sits at its enable's bit in register B
+RTC_B_KEPT_AT_RESET = 0xFF & ~(RTC_B_INTERRUPT_ENABLES | RTC_B_SQWE)   # what the RESET pin leaves
+RTC_ALARM_DONT_CARE = 0xC0                # an alarm byte of 0xC0-0xFF matches every value
 MICROSECONDS_PER_SECOND = 1_000_000
 RTC_HOURS_PER_HALF_DAY = 12
 CMOS_SIZE = 128                           # registers 0x00-0x7F

@@ -211,8 +211,9 @@ EMULATED_MSRS = (
     Msr(hw.AMD_DE_CFG, MsrKind.BITS, value=hw.DE_CFG_LFENCE_SERIALIZE, vendors=Vendor.AMD),
     Msr(hw.AMD_INT_PENDING_MSG, MsrKind.READS_ZERO, value=0, vendors=Vendor.AMD),
     *_amd_performance_counters(),
-    APIC_BASE = 13       # the guest's local APIC (hv/devices/lapic.s.j2), in its record:
-    TSC_DEADLINE = 14    #   its base and enable bit, its timer's TSC deadline
+    # The guest's local APIC (hv/devices/lapic.s.j2), kept with its state.
+    Msr(hw.IA32_APIC_BASE, MsrKind.APIC_BASE),
+    Msr(hw.IA32_TSC_DEADLINE, MsrKind.TSC_DEADLINE),
 )
 # IA32_TSC_ADJUST is not emulated (CPUID hides it, and RDMSR raises #GP):
 # the guests read the real TSC, which a write to TSC_ADJUST would have to

@@ -141,7 +141,8 @@ GUEST = Record("GUEST", [
     Field("line_length", 1),
     Field("uart_divisor_low", 1),   # divisor latch, read back by drivers that probe it
     Field("uart_divisor_high", 1),
-    Field("uart_regs", 8),       # emulated 16550 registers by port offset (0 unused: THR/RBR)
+    Field("uart_regs", 8),       # emulated 16550 registers by port offset (0 and 2 unused: THR/RBR,
+                                 # IIR/FCR)
     # The virtual PC's interrupts and timers (hv/core/events.s.j2, hv/devices/)
     Field("timer_deadline", 8),  # TSC of the guest's earliest device timer event (NO_DEADLINE: none)
     Field("credit", 8),          # TSC cycles it may still run this round (hv/core/sched.s.j2), signed
@@ -171,6 +172,13 @@ GUEST = Record("GUEST", [
     Field("i8042_pending_command", 1),   # the command whose data byte port 0x60 takes next, or 0
     Field("system_control_a", 1),
     Field("reset_control", 1),
+    # COM1's and the RTC's interrupts (hv/devices/uart.s.j2, rtc.s.j2)
+    Field("uart_fifo_enable", 1),   # FCR bit 0 as last written
+    Field("uart_thre_pending", 1),  # the THRE interrupt is pending
+    Field("uart_irq_line", 1),      # IRQ 4 as the UART drives it (INTRPT gated by MCR OUT2)
+    Field("rtc_flags", 1),          # register C: PF, AF, UF since its last read, and IRQF
+    Field("rtc_next_event", 8),     # TSC of the RTC's next interrupt event (NO_DEADLINE: none)
+    Field("rtc_periodic_count", 8), # periods of the periodic rate since boot, at the last look
     Field("name", GUEST_NAME_SIZE),
     Field("line", GUEST_LINE_SIZE),
 ])

@@ -161,7 +161,7 @@ def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int,
                  registers: tuple[tuple[str, int], ...] = (), expect_exit: int | None = None) -> bytes:
     """A guest's record as the guest starts: also what a restart copies back.
     `registers`: general registers the image starts with (multiboot: EAX, EBX)."""
-    uart_reset = bytes([0, 0, hw.UART_IIR_NO_INTERRUPT, hw.UART_LCR_8N1, 0,
+    uart_reset = bytes([0, 0, 0, hw.UART_LCR_8N1, 0,
                         hw.UART_LSR_THRE | hw.UART_LSR_TEMT, hw.UART_MSR_IDLE, 0])
     restart = guest.restart
     return GUEST.pack(vmcs=guest.vmcs or 0, init_table=guest.vmcs_init or 0,

@@ -67,7 +67,8 @@ _start:
     mov ecx, VECTOR_PIC
     mov eax, offset pic_handler
     call set_gate
-    call calibrate_tsc
+    call calibrate_tsc                        # pc.inc
+    mov [tsc_khz], eax
 
     # 1-3: CPUID and the APIC's MSR
     mov eax, 1
@@ -356,32 +357,6 @@ pic_start:
     out 0x40, al
     mov al, 11932 >> 8
     out 0x40, al
-    ret
-
-# calibrate_tsc: tsc_khz from PIT channel 2 over 10 ms (gate on, mode 0).
-calibrate_tsc:
-    in al, 0x61
-    and al, 0xFC
-    or al, 1
-    out 0x61, al
-    mov al, 0xB0
-    out 0x43, al
-    mov al, 11932 & 0xFF
-    out 0x42, al
-    mov al, 11932 >> 8
-    out 0x42, al
-    rdtsc
-    mov ebx, eax
-    mov edi, edx
-1:  in al, 0x61
-    test al, 0x20
-    jz 1b
-    rdtsc
-    sub eax, ebx
-    sbb edx, edi
-    mov ecx, 10
-    div ecx
-    mov [tsc_khz], eax
     ret
 
 # delay_cycles: spin for EAX TSC cycles.  Clobbers: EAX, ECX, EDX, ESI.
