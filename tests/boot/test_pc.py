@@ -5,6 +5,8 @@ RFLAGS.IF and the STI shadow, and HLT sleeping until the next tick while
 a neighbour computes.  On every target."""
 
 import re
+import subprocess
+import sys
 
 import pytest
 from harness import binutils_guest, boot_to_end, build_image, guest_lines, guest_table
@@ -88,3 +90,31 @@ def test_a_device_access_the_decoder_refuses_stops_the_guest_with_its_bytes(tmp_
     assert report[0].startswith("[hv] pc stopped: a device access the MMIO decoder does not take at "
                                 "guest-physical 0xfee00080, instruction bytes f0 83 0d 80 00 e0 fe 00 ")
     assert "[hv] witness exited with code 0" in lines
+
+
+def test_test_kernels_side_by_side_keep_their_devices_apart_and_get_a_verdict_table(tmp_path, target):
+    """Two local-APIC kernels, the 8259A/8254 kernel and a kernel that
+    exits with 42, in one boot: each programs its own PIC, PIT, local and
+    I/O APIC (a register of one guest's device seen by another would fail
+    its checks), and hvrun's verdict table says every one ended as
+    expected.  Short slices: a sleeper that has used its credit waits for
+    the round, whose length its neighbours' slices set, and the kernels'
+    timer checks allow a few percent, not lost ticks."""
+    lapic = pc_kernel(tmp_path, "lapic.S")
+    pic_pit = pc_kernel(tmp_path, "pic_pit.S")
+    forty_two = binutils_guest(tmp_path, "debug_exit.S", bits=32)
+    config = ("[hypervisor]\ntime_slice = 10000\n"
+              + guest_table("apic1", "4M", multiboot=lapic, expect_exit=PC_SUCCESS)
+              + guest_table("apic2", "4M", multiboot=lapic, expect_exit=PC_SUCCESS)
+              + guest_table("legacy", "4M", multiboot=pic_pit, expect_exit=PC_SUCCESS)
+              + guest_table("answer", "64K", elf=forty_two, expect_exit=42))
+    elf = build_image(tmp_path, config)
+    done = subprocess.run([sys.executable, "-m", "builder.run", str(elf), "--target", target,
+                           "--timeout", "300"], capture_output=True, text=True, timeout=360, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    lines = done.stdout.splitlines()
+    for name, checks in (("apic1", LAPIC_CHECKS), ("apic2", LAPIC_CHECKS), ("legacy", PIC_PIT_CHECKS)):
+        assert_all_passed(lines, name, checks)
+    table = done.stdout.split("hvrun: verdicts\n")[1].splitlines()
+    assert [row.split()[0] for row in table] == ["guest", "apic1", "apic2", "legacy", "answer"]
+    assert all(row.split()[-1] == "ok" for row in table[1:]), table
