@@ -499,6 +499,38 @@ def _gpa_poke_render(p, attacker):
             load("rax", int(p["value"])), f"mov edx, {int(p['write'])}", "call fuzz_poke_gpa"]
 
 
+# MMIO steps: an access to the guest's own local or I/O APIC, mapped in the
+# poke window, in the forms the MMIO decoder takes (hv/core/decode.s.j2)
+# and a few it refuses (which stop the attacker: ends the program only then).
+MMIO_DEVICES = ((hw.LAPIC_BASE, hw.LAPIC_REGISTERS << hw.LAPIC_REGISTER_SHIFT),
+                (hw.IOAPIC_BASE, hw.IOAPIC_EOI + 0x10))
+MMIO_FORMS = ("mov dword ptr [rcx + {offset:#x}], {imm:#x}", "mov [rcx + {offset:#x}], eax",
+              "mov [rcx + {offset:#x}], rax", "mov [rcx + {offset:#x}], ax", "mov [rcx + {offset:#x}], ah",
+              "mov byte ptr [rcx + {offset:#x}], {imm8:#x}", "mov eax, [rcx + {offset:#x}]",
+              "mov rax, [rcx + {offset:#x}]", "mov r9d, [rcx + {offset:#x}]", "mov al, [rcx + {offset:#x}]",
+              "mov bh, [rcx + {offset:#x}]", "movzx eax, word ptr [rcx + {offset:#x}]",
+              "movsx rax, byte ptr [rcx + {offset:#x}]", "movsx r10, word ptr [rcx + {offset:#x}]")
+MMIO_REFUSED_FORMS = ("add dword ptr [rcx + {offset:#x}], eax", "lock or dword ptr [rcx + {offset:#x}], 1",
+                      "xchg [rcx + {offset:#x}], eax")
+
+
+def _mmio(rng, memory):
+    base, span = rng.choice(MMIO_DEVICES)
+    offset = rng.randrange(0, span, 0x10) if rng.random() < 0.8 else rng.randrange(hw.PAGE_SIZE - 8)
+    refused = rng.random() < 0.05
+    form = rng.choice(MMIO_REFUSED_FORMS if refused else MMIO_FORMS)
+    return {"base": base, "offset": offset, "form": form, "imm": rng.getrandbits(31),
+            "imm8": rng.getrandbits(8), "value": draw_value(rng, memory)}
+
+
+def _mmio_render(p, attacker):
+    base = int(p["base"])
+    window = base & ~(hw.LARGE_PAGE_SIZE - 1)
+    return [load("rdi", window), load("rsi", base - window), "xor edx, edx", "call fuzz_poke_gpa",
+            "add rcx, rsi", load("rax", int(p["value"])),
+            str(p["form"]).format(offset=int(p["offset"]), imm=int(p["imm"]), imm8=int(p["imm8"]))]
+
+
 def _out_of_bounds(rng, memory):
     return {"offset": rng.choice((0, 8, hw.PAGE_SIZE, rng.randrange(1 << 20))), "write": int(rng.random() < 0.5)}
 
@@ -576,5 +608,6 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in (
     Template("plant-mem", 1, _plant_mem, lambda p, a: [load("rax", planted(p, a)),
                                                       f"mov [rip + fuzz_scratch + {int(p['offset'])}], rax"]),
     Template("gpa-poke", 1, _gpa_poke, _gpa_poke_render, ends=True),
+    Template("mmio", 3, _mmio, _mmio_render),
     Template("out-of-bounds", 0.3, _out_of_bounds, _out_of_bounds_render, ends=True),
 )}

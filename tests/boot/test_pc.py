@@ -118,3 +118,15 @@ def test_test_kernels_side_by_side_keep_their_devices_apart_and_get_a_verdict_ta
     table = done.stdout.split("hvrun: verdicts\n")[1].splitlines()
     assert [row.split()[0] for row in table] == ["guest", "apic1", "apic2", "legacy", "answer"]
     assert all(row.split()[-1] == "ok" for row in table[1:]), table
+
+
+def test_device_accesses_decode_through_the_guests_own_paging(tmp_path, target):
+    """tests/guests/mmio_paging.S: the APICs at linear addresses that are
+    not their physical ones, under 32-bit paging (4 KiB and 4 MiB pages) and
+    PAE (2 MiB pages), in several addressing forms; 64-bit 4-level paging
+    is the hostile memory probe's (test_hostile.py)."""
+    kernel = pc_kernel(tmp_path, "mmio_paging.S")
+    config = (guest_table("pc", "4M", multiboot=kernel) + f"expect_exit = {PC_SUCCESS}\n"
+              + guest_table("witness", "128K", builtin="heartbeat", heartbeats=3))
+    lines = boot_to_end(build_image(tmp_path, config), target)
+    assert_all_passed(lines, "pc", 6)
