@@ -953,8 +953,11 @@ class Vmcs(enum.IntEnum):
 
 # --- VM-execution, exit and entry controls (SDM Vol. 3C 25.6, 25.7, 25.8) ---
 PIN_EXTERNAL_INTERRUPT_EXITING = bit(0)
+PIN_NMI_EXITING = bit(3)
+PIN_VIRTUAL_NMIS = bit(5)                 # the guest's NMI blocking, and the NMI window (SDM Vol. 3C 25.6.1)
 PIN_ACTIVATE_PREEMPTION_TIMER = bit(6)
 PROC_INTERRUPT_WINDOW_EXITING_BIT = 2
+PROC_NMI_WINDOW_EXITING_BIT = 22
 PROC_HLT_EXITING = bit(7)
 PROC_MWAIT_EXITING = bit(10)
 PROC_RDPMC_EXITING = bit(11)

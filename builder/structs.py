@@ -161,7 +161,8 @@ GUEST = Record("GUEST", [
     Field("lapic_esr_pending", 4),      # errors since the ESR was last written
     Field("pic_int", 1),         # the 8259A pair's INT output
     Field("nmi_pending", 1),     # an NMI waits for delivery
-    Field("nmi_blocked", 1),     # SVM: an injected NMI's handler has not reached its IRET
+    Field("nmi_blocked", 1),     # SVM: an injected NMI's handler has not finished its IRET
+    Field("nmi_iret_seen", 1),   # SVM: that IRET exited; NMIs unblock at the next exit
     Field("ioapic", IOAPIC.size),
     Field("acpi_pm1_enable", 2),    # ACPI PM1_EN as written, reserved bits clear
     Field("acpi_pm1_control", 2),   # ACPI PM1_CNT's read/write bits (BM_RLD, SLP_TYP) as written

@@ -21,6 +21,8 @@ VMX_EXIT_HANDLERS = {
     E.EXTERNAL_INTERRUPT: "vmx_exit_external_interrupt",
     E.TRIPLE_FAULT: "vmx_exit_triple_fault",
     E.INTERRUPT_WINDOW: "vmx_exit_interrupt_window",
+    E.NMI_WINDOW: "vmx_exit_nmi_window",
+    E.EXCEPTION_OR_NMI: "vmx_exit_exception_or_nmi",
     E.INIT_SIGNAL: "vmx_exit_init_signal",
     E.CPUID: "vmx_exit_cpuid",
     E.HLT: "vmx_exit_hlt",

@@ -72,7 +72,8 @@ CAPS_SOURCES = {
     Adjust.CR4: CapsSource(CapsStyle.FIXED, hw.IA32_VMX_CR4_FIXED0),
 }
 
-PIN_BASED_CONTROLS = hw.PIN_EXTERNAL_INTERRUPT_EXITING | hw.PIN_ACTIVATE_PREEMPTION_TIMER
+PIN_BASED_CONTROLS = (hw.PIN_EXTERNAL_INTERRUPT_EXITING | hw.PIN_ACTIVATE_PREEMPTION_TIMER
+                      | hw.PIN_NMI_EXITING | hw.PIN_VIRTUAL_NMIS)
 # MWAIT, MONITOR and RDPMC exit so that the guest gets their #UD or #GP
 # (builder/cpuid.py hides them); CR8 accesses exit so that the guest's TPR
 # never reaches the real APIC (builder/vcpu.py).

@@ -261,13 +261,22 @@ _start:
     or eax, edx
     check 20, z, "and the MSR reads 0 after"
 
-    # 21: an NMI sent to itself, taken with interrupts off
+    # 21-22: an NMI sent to itself, taken with interrupts off; the handler
+    # sends a second one, which waits for its IRET (NMI blocking)
     mov dword ptr [APIC_ICR_LOW], ICR_SELF_NMI
     nop
     cmp dword ptr [nmi_count], 1
-    check 21, e, "an NMI to itself arrives with IF clear"
+    jb 9f
+    sti                                       # an exit or two for the second one to come
+    mov eax, [tsc_khz]
+    call delay_cycles
+    cli
+    cmp dword ptr [nmi_count], 2
+9:  check 21, e, "an NMI to itself arrives with IF clear, and a second one sent in its handler"
+    cmp dword ptr [nmi_depth_max], 1
+    check 22, e, "the second NMI waits for the first one's IRET"
 
-    # 22-23: the 8259A reaches the CPU through LINT0 (ExtINT), not when masked
+    # 23-24: the 8259A reaches the CPU through LINT0 (ExtINT), not when masked
     mov dword ptr [APIC_LVT_TIMER], 0x10000   # timer off
     call pic_start
     mov dword ptr [pic_count], 0
@@ -276,7 +285,7 @@ _start:
     cmp dword ptr [pic_count], 2
     jb 10b
     cli
-    check 22, ae, "the PIT's IRQ 0 arrives through LINT0 in ExtINT mode"
+    check 23, ae, "the PIT's IRQ 0 arrives through LINT0 in ExtINT mode"
     mov dword ptr [APIC_LVT_LINT0], 0x10700   # masked
     mov dword ptr [pic_count], 0
     sti
@@ -285,24 +294,24 @@ _start:
     call delay_cycles
     cli
     cmp dword ptr [pic_count], 0
-    check 23, e, "none while LINT0 is masked"
+    check 24, e, "none while LINT0 is masked"
 
-    # 24-25: hostile accesses: read-only registers keep their values,
+    # 25-26: hostile accesses: read-only registers keep their values,
     # unaligned and reserved offsets read 0
     mov dword ptr [APIC_VERSION], 0xFFFFFFFF
     mov dword ptr [APIC_PPR], 0xFFFFFFFF
     mov eax, [APIC_VERSION]
     cmp eax, 0x50014
-    check 24, e, "writes to read-only registers change nothing"
+    check 25, e, "writes to read-only registers change nothing"
     mov eax, [APIC + 0x24]
     mov ebx, [APIC + 0x400]
     or eax, ebx
-    check 25, z, "unaligned and reserved offsets read 0"
+    check 26, z, "unaligned and reserved offsets read 0"
 .ifdef UNDECODABLE
     lock or dword ptr [APIC_TPR], 0           # not an instruction the decoder takes
 .endif
 
-    # 26-29: the I/O APIC: its registers, and the PIT's IRQ 0 on pin 2
+    # 27-30: the I/O APIC: its registers, and the PIT's IRQ 0 on pin 2
     mov dword ptr [IOAPIC_SELECT], 0
     mov eax, [IOAPIC_WINDOW]
     mov dword ptr [IOAPIC_SELECT], 1
@@ -310,11 +319,11 @@ _start:
     cmp eax, 0x01000000
     jne 11f
     cmp ebx, 0x00170020
-11: check 26, e, "I/O APIC ID 1, version 0x20 with 24 entries"
+11: check 27, e, "I/O APIC ID 1, version 0x20 with 24 entries"
     mov dword ptr [IOAPIC_SELECT], 0x14       # pin 2, low dword
     mov eax, [IOAPIC_WINDOW]
     cmp eax, 0x10000
-    check 27, e, "its entries start masked"
+    check 28, e, "its entries start masked"
     mov ecx, VECTOR_IOAPIC
     mov eax, offset ioapic_handler
     call set_gate
@@ -328,7 +337,7 @@ _start:
     cmp dword ptr [ioapic_count], 3
     jb 12b
     cli
-    check 28, ae, "the PIT's ticks arrive through I/O APIC pin 2 (LINT0 masked)"
+    check 29, ae, "the PIT's ticks arrive through I/O APIC pin 2 (LINT0 masked)"
     mov dword ptr [IOAPIC_WINDOW], VECTOR_IOAPIC | 0x10000
     sti                                       # a tick the APIC took before the mask
     nop
@@ -340,7 +349,7 @@ _start:
     call delay_cycles
     cli
     cmp dword ptr [ioapic_count], 0
-    check 29, e, "none once the entry is masked"
+    check 30, e, "none once the entry is masked"
 
     mov al, PC_SUCCESS
     jmp pc_exit
@@ -365,17 +374,6 @@ pic_start:
     out 0x40, al
     ret
 
-# delay_cycles: spin for EAX TSC cycles.  Clobbers: EAX, ECX, EDX, ESI.
-delay_cycles:
-    mov esi, eax
-    rdtsc
-    mov ecx, eax
-1:  rdtsc
-    sub eax, ecx
-    cmp eax, esi
-    jb 1b
-    ret
-
 ipi_low_handler:
     push eax
     inc dword ptr [low_count]
@@ -396,7 +394,20 @@ timer_handler:
     mov dword ptr [APIC_EOI], 0
     iret
 nmi_handler:
+    push eax
     inc dword ptr [nmi_count]
+    inc dword ptr [nmi_depth]
+    mov eax, [nmi_depth]
+    cmp eax, [nmi_depth_max]
+    jbe 1f
+    mov [nmi_depth_max], eax
+1:  cmp dword ptr [nmi_count], 1
+    jne 2f
+    mov dword ptr [APIC_ICR_LOW], ICR_SELF_NMI
+    nop
+    nop
+2:  dec dword ptr [nmi_depth]
+    pop eax
     iret
 ioapic_handler:
     inc dword ptr [ioapic_count]
@@ -424,3 +435,5 @@ pic_count:   .long 0
 start_tsc:   .quad 0
 cpuid_1_ecx: .long 0
 ioapic_count: .long 0
+nmi_depth:   .long 0
+nmi_depth_max: .long 0

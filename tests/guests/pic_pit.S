@@ -261,17 +261,6 @@ _start:
     mov al, PC_SUCCESS
     jmp pc_exit
 
-# delay_cycles: spin for EAX TSC cycles.  Clobbers: EAX, ECX, EDX, ESI.
-delay_cycles:
-    mov esi, eax
-    rdtsc
-    mov ecx, eax
-1:  rdtsc
-    sub eax, ecx
-    cmp eax, esi
-    jb 1b
-    ret
-
 # IRQ 0: count the tick, note the ISR, and end it (non-specific or
 # specific EOI, or none under AEOI).
 irq0_handler:

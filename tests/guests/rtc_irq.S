@@ -462,17 +462,6 @@ cmos_write:
     out RTC_DATA, al
     ret
 
-# delay_cycles: spin for EAX TSC cycles.  Clobbers: EAX, ECX, EDX, ESI.
-delay_cycles:
-    mov esi, eax
-    rdtsc
-    mov ecx, eax
-1:  rdtsc
-    sub eax, ecx
-    cmp eax, esi
-    jb 1b
-    ret
-
 # IRQ 8, vector 0x28: the TSC, both chips' ISRs, register C (unless
 # read_c is clear), EOIs to the slave and the master.
 rtc_handler:
