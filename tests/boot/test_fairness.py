@@ -7,7 +7,7 @@ whole rounds of the scheduler.  `make bench` reports the same figure
 against a tighter target (docs/BENCHMARKS.md)."""
 
 import pytest
-from harness import boot_to_end, build_image
+from harness import TSC_HZ, binutils_guest, boot_to_end, build_image, guest_lines, guest_table
 
 from bench import configs, figures
 
@@ -16,6 +16,10 @@ pytestmark = pytest.mark.boot
 # Generous: a victim keeps at least 80 % of a fair share, 1/N (two guests:
 # 40 % of the CPU, where make bench's target is 45 %).
 LEAST_OF_A_FAIR_SHARE = 0.8
+# A guest that sleeps to be woken first gets no more than this of two.
+MOST_OF_A_FAIR_SHARE = 0.6
+SLEEP_ABUSER_COMPUTE_MS = 100 * 2           # tests/guests/sleep_abuser.S: ITERATIONS x COMPUTE_MS
+HEARTBEAT_CYCLES = 600_000                  # about one heartbeat's busy wait (builder/guest_images.py)
 
 
 @pytest.mark.parametrize("guests", [2, 4])
@@ -31,3 +35,27 @@ def test_compute_guests_keep_their_share_beside_a_cpuid_storm(tmp_path, target, 
     shares = ", ".join(f"{name} {share:.2%}" for name, share in storm.shares.items())
     assert worst >= least, (f"beside a CPUID storm ({storm.storm_cpuids} exits) the victims' shares "
                             f"of the CPU are {shares}; each should be at least {least:.0%}")
+
+
+def test_sleeping_buys_no_guest_more_than_its_share(request, tmp_path, target):
+    """tests/guests/sleep_abuser.S sleeps a tenth of a millisecond, is woken
+    by its APIC's TSC deadline (a sleeper with credit runs at once), then
+    computes for 2 ms, over and over, beside a guest that computes all the
+    while: it gets about half of the machine, not all of it."""
+    if target == "qemu":
+        # Found by this test, not yet understood: on QEMU the kernel keeps
+        # about 90 % of the machine even when it never sleeps (its runs end
+        # by the PIT's NMI, but the heartbeat guest beside it hardly runs);
+        # the storm/victim test above keeps its shares on QEMU.
+        request.applymarker(pytest.mark.xfail(strict=True, reason="QEMU: a multiboot compute kernel "
+                                              "beside a heartbeat guest keeps most of the CPU"))
+    abuser = binutils_guest(tmp_path, "sleep_abuser.S", bits=32, link_address=0x100000)
+    computed = TSC_HZ[target] // 1000 * SLEEP_ABUSER_COMPUTE_MS
+    beats = 3 * computed // HEARTBEAT_CYCLES + 2       # outlasts the abuser at a half share
+    config = (guest_table("abuser", "4M", multiboot=abuser, expect_exit=0x31)
+              + guest_table("victim", "128K", builtin="heartbeat", heartbeats=beats))
+    lines = boot_to_end(build_image(tmp_path, config), target)
+    assert "[hv] abuser exited with code 49" in lines and "[hv] victim exited with code 0" in lines
+    said = dict(line.rsplit(" ", 1) for line in guest_lines(lines, "abuser"))
+    share = int(said["computed cycles"]) / int(said["elapsed cycles"])
+    assert share <= MOST_OF_A_FAIR_SHARE, f"the sleeping abuser took {share:.2%} of the machine"
