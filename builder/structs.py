@@ -208,6 +208,7 @@ HV = Record("HV", [
     Field("emulator", 8),          # non-zero: the firmware is an emulator's (power_off)
     Field("lapic_mode", 8),        # LAPIC_MODE_*: where an EOI for the local APIC goes
     Field("tsc_hz", 8),            # the TSC's rate, measured against the PIT at boot
+    Field("sleepers", 8),          # guests in GUEST_SLEEPING (hv/core/events.s.j2)
     Field("idle_halts", 8),        # times every guest slept and the CPU halted
     Field("idle_cycles", 8),       # TSC cycles spent so
     Field("rtc_boot_seconds", 8),  # the real RTC read at boot, as seconds since 1970 (rtc_boot_read)
