@@ -61,14 +61,14 @@ def test_a_lone_sleeping_guest_halts_the_cpu_until_its_tick(tmp_path, target):
     assert cycles * 2 >= 10 * hv_tsc_khz(lines) * 10   # half of those ten 10-ms ticks, at least
 
 
-LAPIC_CHECKS = 30
+LAPIC_CHECKS = 31
 
 
 def test_the_local_apic_works_as_an_os_uses_it(tmp_path, target):
     """tests/guests/lapic.S: every register access is MMIO, decoded by the
     hypervisor; self-IPIs by priority, the TPR, the ESR, the timer in its
     three modes against the TSC, an NMI, LINT0 carrying the 8259A, the
-    I/O APIC's registers and its pin 2 carrying the PIT."""
+    I/O APIC's registers, its pin 2 carrying the PIT and pin 4 COM1."""
     kernel = pc_kernel(tmp_path, "lapic.S")
     config = (guest_table("pc", "4M", multiboot=kernel) + f"expect_exit = {PC_SUCCESS}\n"
               + guest_table("witness", "128K", builtin="heartbeat", heartbeats=3))

@@ -3,7 +3,8 @@
 # them, TPR and PPR, self-IPIs by priority with EOIs, the ESR, the timer
 # in one-shot, periodic and TSC-deadline modes against the TSC calibrated
 # on PIT channel 2, an NMI sent to itself, LINT0 gating the 8259A, and
-# the I/O APIC delivering the PIT's IRQ 0 from its pin 2.
+# the I/O APIC delivering the PIT's IRQ 0 from its pin 2 and COM1's IRQ 4
+# from its pin 4.
 # Every APIC access is MMIO (paging off, 32-bit protected mode): the
 # hypervisor decodes each one.  Prints a line per check and ends through
 # port 0xF4: PC_SUCCESS, or PC_FAILURE + the first failed check.
@@ -49,6 +50,7 @@
     .set IOAPIC_SELECT, 0xFEC00000
     .set IOAPIC_WINDOW, 0xFEC00010
     .set VECTOR_IOAPIC, 0x30
+    .set VECTOR_COM1, 0x33
 
     .globl _start
 _start:
@@ -351,6 +353,29 @@ _start:
     cmp dword ptr [ioapic_count], 0
     check 30, e, "none once the entry is masked"
 
+    # 31: COM1's THRE interrupt (IRQ 4) through I/O APIC pin 4
+    mov ecx, VECTOR_COM1
+    mov eax, offset com1_handler
+    call set_gate
+    mov dword ptr [IOAPIC_SELECT], 0x19       # pin 4, high dword: APIC 0
+    mov dword ptr [IOAPIC_WINDOW], 0
+    mov dword ptr [IOAPIC_SELECT], 0x18       # pin 4, low dword: fixed, edge, unmasked
+    mov dword ptr [IOAPIC_WINDOW], VECTOR_COM1
+    mov dx, 0x3FC                             # MCR: OUT2 lets IRQ 4 out, DTR, RTS
+    mov al, 0x0B
+    out dx, al
+    mov dx, 0x3F9                             # IER: transmitter holding register empty
+    mov al, 0x02
+    out dx, al
+    sti
+    nop
+    cli
+    mov dx, 0x3F9
+    xor eax, eax
+    out dx, al
+    cmp dword ptr [com1_count], 1
+    check 31, e, "COM1's THRE interrupt arrives through I/O APIC pin 4"
+
     mov al, PC_SUCCESS
     jmp pc_exit
 
@@ -409,6 +434,16 @@ nmi_handler:
 2:  dec dword ptr [nmi_depth]
     pop eax
     iret
+com1_handler:
+    push eax
+    push edx
+    inc dword ptr [com1_count]
+    mov dx, 0x3FA                             # IIR: reading it ends the THRE interrupt
+    in al, dx
+    mov dword ptr [APIC_EOI], 0
+    pop edx
+    pop eax
+    iret
 ioapic_handler:
     inc dword ptr [ioapic_count]
     mov dword ptr [APIC_EOI], 0
@@ -435,5 +470,6 @@ pic_count:   .long 0
 start_tsc:   .quad 0
 cpuid_1_ecx: .long 0
 ioapic_count: .long 0
+com1_count:  .long 0
 nmi_depth:   .long 0
 nmi_depth_max: .long 0
