@@ -31,7 +31,7 @@ from builder.run import POWER_OFF_LINE
 
 HV = "[hv] "
 PANIC_PREFIXES = ("[hv] PANIC", "[hv] fatal:")
-STOP = re.compile(r"^\[hv\] (\S+) stopped: (.+?)(?:, exit \d+|$)")
+STOP = re.compile(r"^\[hv\] (\S+) stopped: (.+?)(?:, exit \d+| at guest-physical |$)")
 EXITED = re.compile(r"^\[hv\] (\S+) exited with code (\d+)$")
 SUMMARY = re.compile(r"^\[hv\] summary: (\S+) (.*?), (\d+) VM exits")
 GUEST_LINE = re.compile(r"^\[([a-z][a-z0-9_-]*)\] (.*)$")
