@@ -95,7 +95,7 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
             address = layout.rwdata["caps"] + CAPS.size * kind + offset
             constants[f"CAPS_{kind.name}_{name.upper()}_ADDR"] = address
     constants.update({f"GUEST_UART_{name}": GUEST.offsets["uart_regs"] + register for name, register in
-                      (("IER", hw.UART_IER), ("LCR", hw.UART_LCR), ("MCR", hw.UART_MCR))})
+                      (("IER", hw.UART_IER), ("LCR", hw.UART_LCR), ("MCR", hw.UART_MCR), ("LSR", hw.UART_LSR))})
     constants["GUEST_PIT_CHANNEL0_NEXT_EDGE"] = GUEST.offsets["pit"] + PIT_CHANNEL.offsets["next_edge"]
     constants["GUEST_PIT_CHANNEL2"] = GUEST.offsets["pit"] + 2 * PIT_CHANNEL.size
     constants["VMCB_CS_BASE"] = hw.Vmcb.CS + hw.VMCB_SEGMENT_BASE

@@ -335,6 +335,11 @@ OPCODE_MOV_MOFFS_AL = 0xA2
 OPCODE_MOV_MOFFS_RAX = 0xA3
 OPCODE_MOV_RM8_IMM8 = 0xC6                # /0
 OPCODE_MOV_RM_IMM = 0xC7                  # /0
+OPCODE2_MOV_CR_R = 0x22                   # 0F 22 /r: SDM Vol. 2B MOV to a control register
+PREFIX_LOCK = 0xF0                        # group 1; with MOV CR0: AMD's CR8 (CPUID AltMovCr8)
+PREFIX_REPNE = 0xF2
+PREFIX_REP = 0xF3
+REX_B = bit(0)                            # ModRM rm field + 8
 OPCODE2_MOVZX_R_RM8 = 0xB6                # 0F B6: SDM Vol. 2B MOVZX
 OPCODE2_MOVZX_R_RM16 = 0xB7
 OPCODE2_MOVSX_R_RM8 = 0xBE                # 0F BE: SDM Vol. 2B MOVSX
@@ -359,6 +364,8 @@ UART_MSR = 6
 UART_SCR = 7
 UART_LCR_DLAB = bit(7)
 UART_LCR_8N1 = 0x03
+UART_LSR_DR = bit(0)                      # data ready: RBR (or the receive FIFO) holds a byte
+UART_LSR_OE = bit(1)                      # overrun error: a byte came with no room for it
 UART_LSR_THRE = bit(5)
 UART_LSR_TEMT = bit(6)
 UART_IIR_NO_INTERRUPT = bit(0)
@@ -373,9 +380,19 @@ UART_IER_ETBEI = bit(1)                   # transmitter holding register empty
 UART_IER_ELSI = bit(2)                    # receiver line status
 UART_IER_EDSSI = bit(3)                   # modem status
 UART_IER_ENABLES = UART_IER_ERBFI | UART_IER_ETBEI | UART_IER_ELSI | UART_IER_EDSSI   # bits 7:4 read 0
+UART_IIR_RECEIVER_LINE_STATUS = 0x06     # IIR bits 3:0 = 0110: an error in LSR, priority 1
+UART_IIR_RECEIVED_DATA = 0x04             # 0100: the FIFO reached its trigger level, priority 2
+UART_IIR_CHARACTER_TIMEOUT = 0x0C         # 1100: bytes below the trigger level wait, priority 2
 UART_IIR_THRE = 0x02                      # IIR bits 3:0 = 0010: THR empty, priority 3
 UART_IIR_FIFOS_ENABLED = 0xC0             # IIR bits 7:6 = 11 while FCR bit 0 is set
 UART_FCR_FIFO_ENABLE = bit(0)
+UART_FCR_RECEIVE_FIFO_RESET = bit(1)
+UART_FCR_TRIGGER = 0xC0                   # bits 7:6: receive trigger level 1, 4, 8 or 14 bytes
+UART_FCR_KEPT = UART_FCR_FIFO_ENABLE | UART_FCR_TRIGGER   # what a later IIR or receive looks at
+UART_FCR_TRIGGER_SHIFT = 6
+UART_FIFO_SIZE = 16                       # bytes in each FIFO; without FIFOs, RBR holds one
+UART_TRIGGER_LEVELS = 0x0E080401          # bytes 0-3: the levels FCR bits 7:6 select, 1, 4, 8, 14
+UART_IIR_ID = 0x0F                        # IIR bits 3:0: which interrupt
 UART_MCR_OUT2 = bit(3)                    # PC: gates INTRPT onto IRQ 4
 PIC_MASTER_DATA = 0x21                    # 8259A interrupt mask registers
 PIC_SLAVE_DATA = 0xA1
@@ -490,6 +507,9 @@ IOAPIC_PIT_PIN = 2
 IOAPIC_DELIVERY_NMI = 4 << 8
 IOAPIC_PIT_ENTRY_LOW = IOAPIC_REDIRECTION_TABLE + 2 * IOAPIC_PIT_PIN
 IOAPIC_PIT_ENTRY_HIGH = IOAPIC_PIT_ENTRY_LOW + 1
+IOAPIC_COM1_PIN = 4                       # the real COM1's IRQ 4: wakes the idle CPU for input
+IOAPIC_COM1_ENTRY_LOW = IOAPIC_REDIRECTION_TABLE + 2 * IOAPIC_COM1_PIN
+IOAPIC_COM1_ENTRY_HIGH = IOAPIC_COM1_ENTRY_LOW + 1
 VECTOR_NMI = 2
 # ACPI 6.4 5.2.5.1: the RSDP lies on a 16-byte boundary in the BIOS area
 # 0xE0000-0xFFFFF; its OEM ID names who built the tables.  The BIOSes of
@@ -639,6 +659,11 @@ ASCII_CARRIAGE_RETURN = 0x0D
 ASCII_PRINTABLE_FIRST = 0x20
 ASCII_PRINTABLE_LAST = 0x7E
 ASCII_REPLACEMENT = ord(".")              # shown for a guest's unprintable bytes
+# Console input (README, "Console input"): Ctrl-A starts a command, as in
+# QEMU's and screen's multiplexers; Ctrl-A n gives the input to the next
+# guest, Ctrl-A Ctrl-A sends one Ctrl-A.
+CONSOLE_INPUT_ESCAPE = 0x01
+CONSOLE_INPUT_NEXT = ord("n")
 
 # --- Multiboot v1 (Multiboot Specification 0.6.96, 3.1.1 and 3.3) ----------
 MULTIBOOT_HEADER_MAGIC = 0x1BADB002
@@ -745,6 +770,7 @@ LAPIC_ESR_RECEIVE_ILLEGAL_VECTOR = bit(6)
 LAPIC_ESR_ILLEGAL_REGISTER = bit(7)
 LAPIC_FIRST_LEGAL_VECTOR = 16             # vectors 0-15 are illegal (11.5.2)
 LAPIC_PRIORITY_CLASS = 0xF0               # bits 7:4 of a vector or priority
+LAPIC_PRIORITY_CLASS_SHIFT = 4
 LAPIC_REGISTER_ALIGNMENT = 0xF            # registers are 16-byte aligned; other offsets reserved
 LAPIC_VECTOR_BANKS = 8                    # ISR, TMR, IRR: 8 registers of 32 bits
 LAPIC_VECTOR_BANK_SHIFT = 5               # 32 vectors a register
@@ -1148,6 +1174,9 @@ SVM_INTERCEPT_VINTR_BIT = 4               # INTERCEPT_MISC1
 SVM_INTERCEPT_IRET_BIT = 20
 SVM_EVENT_TYPE_NMI = 2 << 8
 SVM_V_TPR_MASK = 0xF                      # V_INTR bits 3:0: the guest's CR8
+SVM_INTERCEPT_CR8_WRITE_BIT = 16 + 8      # INTERCEPT_CR bits 31:16: writes of CR0-CR15
+SVM_EXITINFO1_MOV_CR_BIT = 63             # APM 15.33.1 (decode assists): a MOV CR; bits 3:0 its GPR
+SVM_EXITINFO1_GPR_MASK = 0xF
 SVM_V_TPR_CLEAR = ~SVM_V_TPR_MASK & 0xFFFFFFFF
 SVM_IOIO_IN = bit(0)                      # APM 15.10.2, EXITINFO1 of IOIO
 SVM_IOIO_STRING = bit(2)
@@ -1260,6 +1289,7 @@ SVM_ATTRIBUTE_DB = bit(10)
 class SvmExit(enum.IntEnum):
     """#VMEXIT codes, AMD APM Vol. 2 appendix C."""
 
+    WRITE_CR8 = 0x18
     EXCEPTION_DF = 0x48
     INTR = 0x60
     NMI = 0x61

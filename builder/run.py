@@ -130,7 +130,9 @@ def machine_memory_mib(elf_path: Path) -> int:
 
 
 class Console:
-    """The hypervisor's COM1 as a stream: pexpect-style waits, a transcript."""
+    """The hypervisor's COM1 as a stream: pexpect-style waits, a transcript,
+    and input (`send`), which goes to the guest that has it (README,
+    "Console input")."""
 
     def __init__(self, fd: int, timeout: float, echo: bool) -> None:
         self._transcript: list[str] = []
@@ -142,6 +144,10 @@ class Console:
         """Wait for a regular expression; return the line text it matched."""
         self.spawn.expect(pattern, timeout=timeout if timeout is not None else -1)
         return self.spawn.after
+
+    def send(self, data: str | bytes) -> None:
+        """Type `data` on the console: into the real COM1's receiver."""
+        self.spawn.send(data)
 
     def run_to_end(self, timeout: float | None = None) -> list[str]:
         """Wait until the emulator closes the console; return every line."""
@@ -215,14 +221,15 @@ class Run:
             self.console.spawn.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def _fifo(self) -> tuple[Path, int, int]:
-        """A FIFO for the serial console: our read end, and a write end the
-        emulator inherits, so that EOF comes when it exits however it ends."""
-        fifo = self.workdir / "com1.fifo"
-        os.mkfifo(fifo)
-        read_end = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-        write_end = os.open(fifo, os.O_WRONLY)
-        return fifo, read_end, write_end
+    def _serial_line(self) -> tuple[Path, int, int]:
+        """A pty for the serial console, both ways: our end (the master),
+        and the emulator's end, by name and as a descriptor it inherits,
+        so that EOF comes when it exits however it ends.  Raw: bytes pass
+        as they are, and nothing typed is echoed back."""
+        ours, theirs = os.openpty()
+        tty.setraw(theirs)
+        tty.setraw(ours)
+        return Path(os.ttyname(theirs)), ours, theirs
 
     def _spawn(self, argv: list[str], keep_fd: int, stdout,
                environment: dict[str, str] | None = None) -> None:
@@ -238,7 +245,7 @@ class Run:
         if not iso.is_file():
             iso = self.workdir / "hv.iso"
             make_iso(self.elf_path, iso)
-        fifo, read_end, write_end = self._fifo()
+        serial, ours, theirs = self._serial_line()
         environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(PROJECT_ROOT / "qemu")),
                                          undefined=jinja2.StrictUndefined)
         # Bochs takes the clock's start as seconds since 1970 and shows it in
@@ -247,30 +254,30 @@ class Run:
                  if self.rtc_start else None)
         config = environment.get_template("bochsrc.j2").render(
             cpu_model=self.target.cpu_model, memory_mib=machine_memory_mib(self.elf_path),
-            iso=iso.resolve(), log=self.workdir / "bochs.log", serial=fifo, time0=time0)
+            iso=iso.resolve(), log=self.workdir / "bochs.log", serial=serial, time0=time0)
         (self.workdir / "bochsrc").write_text(config)
         (self.workdir / "debugger.rc").write_text("c\n")     # Debian's build stops in its debugger
         with open(self.emulator_log, "wb") as stdout:
-            self._spawn(["bochs", "-q", "-f", "bochsrc", "-rc", "debugger.rc"], write_end, stdout,
+            self._spawn(["bochs", "-q", "-f", "bochsrc", "-rc", "debugger.rc"], theirs, stdout,
                         environment={**os.environ, "TZ": "UTC"} if time0 is not None else None)
-        os.close(write_end)
+        os.close(theirs)
         threading.Thread(target=_drain_bochs_screen, args=(self.emulator_log, self.process),
                          daemon=True).start()
-        return Console(read_end, self.timeout, self.echo)
+        return Console(ours, self.timeout, self.echo)
 
     def _start_qemu(self) -> Console:
         """QEMU loads the multiboot ELF itself (-kernel); the hypervisor ends
         the run through the isa-debug-exit device."""
-        fifo, read_end, write_end = self._fifo()
+        serial, ours, theirs = self._serial_line()
         with open(self.emulator_log, "wb") as stdout:
             rtc = ["-rtc", f"base={self.rtc_start:%Y-%m-%dT%H:%M:%S}"] if self.rtc_start else []
             self._spawn([EMULATOR_COMMANDS["qemu"], *self.target.args, *rtc,
                          "-m", str(machine_memory_mib(self.elf_path)), "-display", "none",
-                         "-no-reboot", "-monitor", "none", "-serial", f"file:{fifo}",
+                         "-no-reboot", "-monitor", "none", "-serial", str(serial),
                          "-device", f"isa-debug-exit,iobase={hw.QEMU_DEBUG_EXIT_PORT:#x},iosize=4",
-                         "-kernel", str(self.elf_path.resolve())], write_end, stdout)
-        os.close(write_end)
-        return Console(read_end, self.timeout, self.echo)
+                         "-kernel", str(self.elf_path.resolve())], theirs, stdout)
+        os.close(theirs)
+        return Console(ours, self.timeout, self.echo)
 
 
 def _drain_bochs_screen(log: Path, process: subprocess.Popen) -> None:

@@ -147,6 +147,7 @@ GUEST = Record("GUEST", [
     Field("timer_deadline", 8),  # TSC of the guest's earliest device timer event (NO_DEADLINE: none)
     Field("credit", 8),          # TSC cycles it may still run this round (hv/core/sched.s.j2), signed
     Field("intr_line", 1),       # an interrupt or NMI waits for delivery (guest_intr_update)
+    Field("intr_tpr_held", 1),   # an APIC interrupt waits that only the TPR holds back
     Field("port_b", 1),          # port 0x61 (PC/AT system control port B): gate 2, speaker
     Field("port_b_refresh", 1),  # its refresh bit, toggled at each read
     Field("pic_master", PIC.size),
@@ -174,7 +175,11 @@ GUEST = Record("GUEST", [
     Field("system_control_a", 1),
     Field("reset_control", 1),
     # COM1's and the RTC's interrupts (hv/devices/uart.s.j2, rtc.s.j2)
-    Field("uart_fifo_enable", 1),   # FCR bit 0 as last written
+    Field("uart_fcr", 1),           # FCR's FIFO enable and trigger level (UART_FCR_KEPT) as written
+    Field("uart_receive_count", 1), # bytes in the receive FIFO (RBR alone without FIFOs)
+    Field("uart_receive_head", 1),  # index in uart_receive of the byte RBR reads next
+    Field("uart_overrun", 1),       # LSR.OE: a byte came with the FIFO full, until LSR is read
+    Field("uart_receive", hw.UART_FIFO_SIZE),   # the receive FIFO, a ring
     Field("uart_thre_pending", 1),  # the THRE interrupt is pending
     Field("uart_irq_line", 1),      # IRQ 4 as the UART drives it (INTRPT gated by MCR OUT2)
     Field("rtc_flags", 1),          # register C: PF, AF, UF since its last read, and IRQF
@@ -217,6 +222,8 @@ HV = Record("HV", [
     Field("rtc_found", 8),         # non-zero: the real RTC answered (its UIP cleared) at boot
     Field("msr_vendor", 8),        # builder/msrs.py Vendor: whose MSRs guests have (the backend's)
     Field("physical_address_mask", 8),  # 2^MAXPHYADDR - 1 (CPUID 0x80000008), for the MTRR checks
+    Field("input_guest", 8),       # guest record whose COM1 receives the console's input
+    Field("input_escape", 8),      # non-zero: the last input byte was CONSOLE_INPUT_ESCAPE
     # The backend chosen at boot, as the core calls it (hv/core/arch.s.j2)
     Field("arch_run_guest", 8),
     Field("arch_resume_guest", 8),

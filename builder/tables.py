@@ -47,6 +47,7 @@ SVM_EXIT_HANDLERS = {
     S.EXCEPTION_DF: "svm_exit_double_fault",
     S.NMI: "svm_exit_nmi",
     S.VINTR: "svm_exit_vintr",
+    S.WRITE_CR8: "svm_exit_write_cr8",
     S.IRET: "svm_exit_iret",
     S.CPUID: "svm_exit_cpuid",
     S.HLT: "svm_exit_hlt",
@@ -156,7 +157,7 @@ def exit_tables(layout: Layout, labels: dict[str, int]) -> dict[str, bytes]:
 
 
 def hv_record(layout: Layout) -> bytes:
-    return HV.pack(vmxon_region=layout.rwdata.get("vmxon", 0))
+    return HV.pack(vmxon_region=layout.rwdata.get("vmxon", 0), input_guest=layout.rwdata["guests"])
 
 
 def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int,

@@ -77,6 +77,18 @@ def test_the_local_apic_works_as_an_os_uses_it(tmp_path, target):
     assert "[hv] witness exited with code 0" in lines
 
 
+def test_cr8_is_the_tpr_and_lowering_it_lets_a_held_interrupt_in_at_once(tmp_path, target):
+    """tests/guests/tpr.S, in long mode: on VMX a MOV CR8 exits; on SVM it
+    changes V_TPR without an exit, and a virtual interrupt request of the
+    held interrupt's priority class makes the CPU exit as CR8 drops below
+    it, so the interrupt comes before any exit of the guest's own."""
+    kernel = binutils_guest(tmp_path, "tpr.S", bits=64)
+    lines = boot_to_end(build_image(tmp_path, guest_table("tpr", "2M", elf=kernel, expect_exit=PC_SUCCESS)),
+                        target)
+    assert_all_passed(lines, "tpr", 8)
+    assert f"[hv] tpr exited with code {PC_SUCCESS}" in lines
+
+
 def test_a_device_access_the_decoder_refuses_stops_the_guest_with_its_bytes(tmp_path, target):
     """`lock or dword ptr [0xFEE00080], 0` (F0 83 0D 80 00 E0 FE 00) is no
     instruction a kernel uses on a device: the guest is stopped, the report
