@@ -80,9 +80,19 @@ class MultibootImage:
     module_names: tuple[str, ...]   # as the config gives them: each module's string
 
 
+@dataclass(frozen=True)
+class LinuxImage:
+    """A Linux bzImage, started by the x86 boot protocol's 64-bit entry
+    (builder/linux.py), with its command line as given and an initrd."""
+
+    path: Path
+    cmdline: str
+    initrd: Path | None
+
+
 CMDLINE_MAX = 4000                      # bytes; the boot information page holds it
 
-GuestImageSpec = BuiltinImage | ElfImage | FlatImage | MultibootImage
+GuestImageSpec = BuiltinImage | ElfImage | FlatImage | MultibootImage | LinuxImage
 
 
 @dataclass(frozen=True)
@@ -182,9 +192,9 @@ def _parse_hypervisor(raw: dict[str, Any], where: str) -> HypervisorConfig:
 
 
 def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig:
-    _check_keys(raw, {"name", "memory", "builtin", "elf", "flat", "multiboot", "load_address",
+    _check_keys(raw, {"name", "memory", "builtin", "elf", "flat", "multiboot", "linux", "load_address",
                       "entry", "mode", "heartbeats", "on_fault", "max_restarts", "cmdline",
-                      "modules", "expect_exit"}, where)
+                      "modules", "initrd", "expect_exit"}, where)
     if "name" not in raw:
         raise BuildError(f"{where}.name", "missing: every guest needs a name")
     name = raw["name"]
@@ -217,18 +227,18 @@ def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig
 
 def _parse_image(raw: dict[str, Any], where: str, base_dir: Path,
                  mode: StartMode | None) -> GuestImageSpec:
-    kinds = [key for key in ("builtin", "elf", "flat", "multiboot") if key in raw]
+    kinds = [key for key in ("builtin", "elf", "flat", "multiboot", "linux") if key in raw]
     if len(kinds) != 1:
-        raise BuildError(where, "give exactly one of 'builtin', 'elf', 'flat' or 'multiboot' as the "
-                         "guest's image")
+        raise BuildError(where, "give exactly one of 'builtin', 'elf', 'flat', 'multiboot' or 'linux' "
+                         "as the guest's image")
     kind = kinds[0]
     value = raw[kind]
     _check_type(value, str, f"{where}.{kind}", "a string")
-    extra_of = {"heartbeats": "builtin", "load_address": "flat", "entry": "flat",
-                "cmdline": "multiboot", "modules": "multiboot"}
-    for key, owner in extra_of.items():
-        if key in raw and kind != owner:
-            raise BuildError(f"{where}.{key}", f"only valid for a guest with {owner} image")
+    extra_of = {"heartbeats": ("builtin",), "load_address": ("flat",), "entry": ("flat",),
+                "cmdline": ("multiboot", "linux"), "modules": ("multiboot",), "initrd": ("linux",)}
+    for key, owners in extra_of.items():
+        if key in raw and kind not in owners:
+            raise BuildError(f"{where}.{key}", f"only valid for a guest with {' or '.join(owners)} image")
     if kind == "builtin":
         if value not in BUILTIN_GUESTS:
             raise BuildError(f"{where}.builtin", f"unknown builtin guest {value!r}; "
@@ -245,6 +255,8 @@ def _parse_image(raw: dict[str, Any], where: str, base_dir: Path,
         return ElfImage(path)
     if kind == "multiboot":
         return _parse_multiboot(raw, path, where, base_dir, mode)
+    if kind == "linux":
+        return _parse_linux(raw, path, where, base_dir, mode)
     if mode is None:
         raise BuildError(f"{where}.mode", "missing: a flat image needs a start mode")
     if "load_address" not in raw:
@@ -274,6 +286,23 @@ def _parse_multiboot(raw: dict[str, Any], path: Path, where: str, base_dir: Path
             raise BuildError(f"{where}.modules[{index}]", f"no such file: {name}")
         modules.append(module)
     return MultibootImage(path, cmdline, tuple(modules), tuple(names))
+
+
+def _parse_linux(raw: dict[str, Any], path: Path, where: str, base_dir: Path,
+                 mode: StartMode | None) -> LinuxImage:
+    if mode not in (None, StartMode.LONG):
+        raise BuildError(f"{where}.mode", "a Linux kernel starts at its 64-bit entry: 'long' mode")
+    cmdline = raw.get("cmdline", "")
+    _check_type(cmdline, str, f"{where}.cmdline", "a string")
+    if "\0" in cmdline:
+        raise BuildError(f"{where}.cmdline", "must not contain NUL")
+    initrd = None
+    if "initrd" in raw:
+        _check_type(raw["initrd"], str, f"{where}.initrd", "a string")
+        initrd = (base_dir / raw["initrd"]).resolve()
+        if not initrd.is_file():
+            raise BuildError(f"{where}.initrd", f"no such file: {raw['initrd']}")
+    return LinuxImage(path, cmdline, initrd)
 
 
 def _parse_size(value: Any, where: str) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from builder import boot_tables, hw, multiboot
+from builder import boot_tables, hw, linux, multiboot
 from builder.assemble import assemble
 from builder.config import (
     TIME_SLICE_MIN,
@@ -22,6 +22,7 @@ from builder.config import (
     ElfImage,
     FlatImage,
     GuestConfig,
+    LinuxImage,
     MultibootImage,
     StartMode,
 )
@@ -185,6 +186,9 @@ def load(guest: GuestConfig, where: str, backend: str) -> GuestImage:
     elif isinstance(spec, MultibootImage):
         where = f"{where}.multiboot"
         image = _multiboot(spec, guest, where)
+    elif isinstance(spec, LinuxImage):
+        where = f"{where}.linux"
+        image = _linux(spec, guest, where)
     else:
         where = f"{where}.flat"
         image = _flat(spec, guest.mode, where)
@@ -268,6 +272,30 @@ def _multiboot(spec: MultibootImage, guest: GuestConfig, where: str) -> GuestIma
     segments = loaded + (Segment(tables.address, tables.data),)
     return GuestImage(segments, kernel.entry, StartMode.PROTECTED,
                       (("rax", hw.MULTIBOOT_BOOTLOADER_MAGIC), ("rbx", placed.info)))
+
+
+def _linux(spec: LinuxImage, guest: GuestConfig, where: str) -> GuestImage:
+    """The kernel, its command line, initrd and zero page (builder/linux.py)
+    and the ACPI and MP tables; RSI = the zero page, as the 64-bit boot
+    protocol starts a kernel."""
+    try:
+        data = spec.path.read_bytes()
+    except OSError as error:
+        raise BuildError(where, f"{spec.path.name}: {error.strerror}") from None
+    header = linux.read_header(data, where, spec.path.name)
+    initrd = None
+    if spec.initrd is not None:
+        try:
+            initrd = spec.initrd.read_bytes()
+        except OSError as error:
+            raise BuildError(f"{where}.initrd", f"{spec.initrd.name}: {error.strerror}") from None
+    tables = boot_tables.place(guest.memory, guest.name, where)
+    placed = linux.place(data, header, guest.memory, usable_top(StartMode.LONG, guest.memory),
+                         spec.cmdline, initrd, tables.rsdp, where, spec.path.name)
+    loaded = tuple(Segment(address, data) for address, data in placed.segments)
+    boot_tables.check_clear([(s.address, s.address + len(s.data)) for s in loaded], tables, where)
+    return GuestImage(loaded + (Segment(tables.address, tables.data),), placed.entry, StartMode.LONG,
+                      (("rsi", placed.zero_page),))
 
 
 def _flat(spec: FlatImage, mode: StartMode | None, where: str) -> GuestImage:

@@ -55,7 +55,7 @@ CASES = {
     "not an ELF file": ("[[guest]]\nname = 'a'\nelf = 'blob.bin'\n", "hv.toml: guest[0].elf: blob.bin: not a valid ELF file"),
     "not TOML": ("[[guest]\n", "hv.toml: not valid TOML"),
     "command line for an ELF guest": ("[[guest]]\nname = 'a'\nelf = 'blob.bin'\ncmdline = 'x'\n",
-                                      "hv.toml: guest[0].cmdline: only valid for a guest with multiboot image"),
+                                      "hv.toml: guest[0].cmdline: only valid for a guest with multiboot or linux image"),
     "multiboot module missing": ("[[guest]]\nname = 'a'\nmultiboot = 'blob.bin'\nmodules = ['gone.bin']\n",
                                  "hv.toml: guest[0].modules[0]: no such file: gone.bin"),
     "multiboot kernel in real mode": ("[[guest]]\nname = 'a'\nmultiboot = 'blob.bin'\nmode = 'real'\n",

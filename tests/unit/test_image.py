@@ -259,7 +259,7 @@ def test_capstone_reads_back_what_the_templates_say(three):
                            "jmp " + hex(result.labels["vmx_entry_failed"])]
     boot = disassemble(result, "boot_enter_long_mode", 16, CS_MODE_32)
     assert f"ljmp 8:{result.labels['boot_long_mode']:#x}" in boot
-    svm_run = disassemble(result, "svm_resume_guest", 33)
+    svm_run = disassemble(result, "svm_resume_guest", 35)
     vmcb_from_registers_end = GUEST.offsets["vmcb"] - 8 * len(SAVED_REGISTERS)
     assert svm_run[-4:] == [f"mov rax, qword ptr [rsp + {vmcb_from_registers_end:#x}]",
                             "vmload rax", "vmrun rax", "vmsave rax"]
