@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := bochs bochsbios vgabios bochs-term grub-pc-bin xorriso mtools
                    qemu-system-x86 binutils acpica-tools
 TEST_WORKERS ?= 2
 
-.PHONY: setup system-packages run test bench fuzz clean
+.PHONY: setup system-packages run test bench fuzz clean linux-assets
 
 setup: system-packages $(VENV)/.installed
 
@@ -45,6 +45,11 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The Linux test guests (guests/linux/assets.py), linked into build/linux
+# for examples/linux.toml.  The first run builds a kernel: ~10 minutes.
+linux-assets: setup
+	$(BIN)/python -m guests.linux.assets link build/linux
 
 # The guest fuzzer (docs/FUZZING.md), e.g. make fuzz FUZZ_ARGS="--count 200 --seed 1 --target qemu"
 FUZZ_ARGS ?= --duration 5m

@@ -54,6 +54,7 @@ DSDT_REVISION = 2                   # 2 and up: AML integers are 64 bits (5.2.11
 GAS = struct.Struct("<BBBBQ")
 GAS_SYSTEM_IO = 1
 GAS_ACCESS_WORD = 2
+GAS_ACCESS_DWORD = 3
 
 # 5.2.9: FADT field offsets
 FADT_FIRMWARE_CTRL = 36
@@ -62,8 +63,10 @@ FADT_PREFERRED_PM_PROFILE = 45
 FADT_SCI_INT = 46
 FADT_PM1A_EVT_BLK = 56
 FADT_PM1A_CNT_BLK = 64
+FADT_PM_TMR_BLK = 76
 FADT_PM1_EVT_LEN = 88
 FADT_PM1_CNT_LEN = 89
+FADT_PM_TMR_LEN = 91
 FADT_P_LVL2_LAT = 96
 FADT_P_LVL3_LAT = 98
 FADT_IAPC_BOOT_ARCH = 109
@@ -72,6 +75,7 @@ FADT_MINOR_VERSION_OFFSET = 131
 FADT_X_DSDT = 140
 FADT_X_PM1A_EVT_BLK = 148
 FADT_X_PM1A_CNT_BLK = 172
+FADT_X_PM_TMR_BLK = 208
 FADT_HYPERVISOR_VENDOR_IDENTITY = 268
 PM_PROFILE_UNSPECIFIED = 0
 P_LVL2_LAT_NONE = 101               # above 100 us: no C2 state
@@ -82,7 +86,9 @@ FADT_PROC_C1 = hw.bit(2)            # C1 (HLT) on every processor
 FADT_PWR_BUTTON = hw.bit(4)         # set: no fixed-feature power button
 FADT_SLP_BUTTON = hw.bit(5)         # set: no fixed-feature sleep button
 FADT_FIX_RTC = hw.bit(6)            # set: no RTC wake status in the fixed registers
-FADT_FLAGS_VALUE = FADT_WBINVD | FADT_PROC_C1 | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_FIX_RTC
+FADT_TMR_VAL_EXT = hw.bit(8)        # the PM timer counts 32 bits, not 24
+FADT_FLAGS_VALUE = (FADT_WBINVD | FADT_PROC_C1 | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_FIX_RTC
+                    | FADT_TMR_VAL_EXT)
 # 5.2.9.3: IA-PC boot architecture flags.  8042 clear: no
 # keyboard controller; CMOS RTC Not Present clear: the RTC is there.
 IAPC_LEGACY_DEVICES = hw.bit(0)     # ISA devices the OS cannot enumerate (COM1, the RTC, the PIT)
@@ -160,20 +166,24 @@ def xsdt(tables: tuple[int, ...]) -> bytes:
     return sdt(b"XSDT", XSDT_REVISION, b"".join(struct.pack("<Q", a) for a in tables))
 
 
-def _io_block(port: int, length: int) -> bytes:
-    """A GAS for `length` bytes of ports from `port`, accessed by words."""
-    return GAS.pack(GAS_SYSTEM_IO, 8 * length, 0, GAS_ACCESS_WORD, port)
+def _io_block(port: int, length: int, access: int = GAS_ACCESS_WORD) -> bytes:
+    """A GAS for `length` bytes of ports from `port`, accessed by words
+    (or `access`)."""
+    return GAS.pack(GAS_SYSTEM_IO, 8 * length, 0, access, port)
 
 
 def fadt(facs_address: int, dsdt_address: int) -> bytes:
     """5.2.9.  The 32-bit FIRMWARE_CTRL holds the FACS (X_FIRMWARE_CTRL must
-    then be 0); DSDT and X_DSDT agree; the PM1a blocks are given both ways."""
+    then be 0); DSDT and X_DSDT agree; the PM1a blocks and the PM timer
+    are given both ways."""
     table = bytearray(FADT_SIZE)
     struct.pack_into("<II", table, FADT_FIRMWARE_CTRL, facs_address, dsdt_address)
     struct.pack_into("<BH", table, FADT_PREFERRED_PM_PROFILE, PM_PROFILE_UNSPECIFIED, hw.ISA_IRQ_SCI)
     struct.pack_into("<I", table, FADT_PM1A_EVT_BLK, hw.ACPI_PM1A_EVT_BLK)
     struct.pack_into("<I", table, FADT_PM1A_CNT_BLK, hw.ACPI_PM1A_CNT_BLK)
     struct.pack_into("<BB", table, FADT_PM1_EVT_LEN, hw.ACPI_PM1_EVT_LEN, hw.ACPI_PM1_CNT_LEN)
+    struct.pack_into("<I", table, FADT_PM_TMR_BLK, hw.ACPI_PM_TMR_BLK)
+    table[FADT_PM_TMR_LEN] = hw.ACPI_PM_TMR_LEN
     struct.pack_into("<HH", table, FADT_P_LVL2_LAT, P_LVL2_LAT_NONE, P_LVL3_LAT_NONE)
     struct.pack_into("<H", table, FADT_IAPC_BOOT_ARCH, IAPC_BOOT_ARCH_VALUE)
     struct.pack_into("<I", table, FADT_FLAGS, FADT_FLAGS_VALUE)
@@ -183,6 +193,8 @@ def fadt(facs_address: int, dsdt_address: int) -> bytes:
                                                                         hw.ACPI_PM1_EVT_LEN)
     table[FADT_X_PM1A_CNT_BLK:FADT_X_PM1A_CNT_BLK + GAS.size] = _io_block(hw.ACPI_PM1A_CNT_BLK,
                                                                         hw.ACPI_PM1_CNT_LEN)
+    table[FADT_X_PM_TMR_BLK:FADT_X_PM_TMR_BLK + GAS.size] = _io_block(hw.ACPI_PM_TMR_BLK, hw.ACPI_PM_TMR_LEN,
+                                                                    GAS_ACCESS_DWORD)
     table[FADT_HYPERVISOR_VENDOR_IDENTITY:FADT_SIZE] = HYPERVISOR_VENDOR_IDENTITY
     return sdt(b"FACP", FADT_REVISION, bytes(table[SDT_HEADER.size:]))
 

@@ -56,6 +56,8 @@ PORT_DEVICES: tuple[PortDevice, ...] = (
     PortDevice("acpi_pm", hw.ACPI_PM1A_EVT_BLK, hw.ACPI_PM1_EVT_LEN + hw.ACPI_PM1_CNT_LEN,
                "guest_acpi_pm_read", "guest_acpi_pm_write",
                "ACPI PM1a event and control blocks: PM1_STS, PM1_EN, PM1_CNT; S5 powers the guest off"),
+    PortDevice("acpi_pm_timer", hw.ACPI_PM_TMR_BLK, hw.ACPI_PM_TMR_LEN, "guest_acpi_pm_timer_read", None,
+               "ACPI PM timer: 32 bits at 3.579545 MHz, from the TSC"),
     PortDevice("rtc", hw.RTC_INDEX_PORT, hw.RTC_PORT_COUNT, "guest_rtc_read", "guest_rtc_write",
                "MC146818A real-time clock and CMOS memory: index 0x70, data 0x71"),
     PortDevice("fw_cfg", hw.FW_CFG_PORT_SELECTOR, hw.FW_CFG_PORT_COUNT, "guest_fw_cfg_read",

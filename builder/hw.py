@@ -40,6 +40,11 @@ CPUID_1_ECX_OSXSAVE_BIT = 27              # reflects CR4.OSXSAVE
 CPUID_1_EDX_APIC = bit(9)
 CPUID_MONITOR_LEAF = 0x5
 CPUID_THERMAL_LEAF = 0x6
+CPUID_TSC_LEAF = 0x15                     # TSC/crystal ratio and the crystal's rate (SDM Vol. 2A CPUID)
+CPUID_FREQUENCY_LEAF = 0x16               # processor base, maximum and bus frequencies in MHz
+CPUID_TSC_RATIO = 2                       # leaf 0x15 EBX/EAX: a crystal of half the TSC's rate fits
+                                          # ECX's 32 bits for any TSC below 8.5 GHz
+HZ_PER_MHZ = 1_000_000
 CPUID_EXTENDED_FEATURES_LEAF = 0x7        # subleaf 0 in ECX
 CPUID_7_ECX_OSPKE_BIT = 4                 # reflects CR4.PKE
 CPUID_PMU_LEAF = 0xA                      # architectural performance monitoring
@@ -841,12 +846,15 @@ MPS_INTI_TRIGGER_LEVEL = 0b11 << 2
 # ACPI fixed hardware (ACPI 6.4 4.8.3): the PM1a event block (PM1_STS, then
 # PM1_EN) and right after it the PM1a control block (PM1_CNT), at QEMU
 # ICH9's ports.  Each register is 16 bits wide, read and written by bytes
-# or words (4.8.3.1, 4.8.3.2.1); there is no PM timer, no PM1b, PM2 or GPE
-# block.
+# or words (4.8.3.1, 4.8.3.2.1).  The PM timer follows them (4.8.3.3);
+# there is no PM1b, PM2 or GPE block.
 ACPI_PM1A_EVT_BLK = 0x600
 ACPI_PM1_EVT_LEN = 4
 ACPI_PM1A_CNT_BLK = ACPI_PM1A_EVT_BLK + ACPI_PM1_EVT_LEN
 ACPI_PM1_CNT_LEN = 2
+ACPI_PM_TMR_BLK = 0x608                   # 4.8.3.3: the PM timer, 32 bits wide (FADT TMR_VAL_EXT)
+ACPI_PM_TMR_LEN = 4
+ACPI_PM_TIMER_HZ = 3_579_545              # its fixed rate (4.8.3.3)
 ACPI_PM1_REGISTER_BYTES = 2
 ACPI_PM1_BYTE_ACCESS = 1                  # an IN or OUT of one byte
 ACPI_PM1_HIGH_BYTE_BIT = 0                # of a port's offset: set for a register's high byte

@@ -184,11 +184,13 @@ def test_the_fadt_names_the_pm_ports_the_sci_a_dsdt_with_s5_and_a_facs(guest):
     assert len(fadt) == 276 and fadt[8] == 6                               # ACPI 6.x FADT
     pm1a_evt, pm1a_cnt = struct.unpack_from("<I", fadt, 56)[0], struct.unpack_from("<I", fadt, 64)[0]
     assert (pm1a_evt, pm1a_cnt, fadt[88], fadt[89]) == (0x600, 0x604, 4, 2)
-    assert struct.unpack_from("<I", fadt, 76)[0] == 0 and fadt[91] == 0    # no PM timer
+    assert struct.unpack_from("<I", fadt, 76)[0] == 0x608 and fadt[91] == 4   # the PM timer, 32 bits
+    assert struct.unpack_from("<BBBBQ", fadt, 208) == (1, 32, 0, 3, 0x608)     # X_PM_TMR_BLK: dwords
     assert struct.unpack_from("<H", fadt, 46)[0] == 9                      # SCI_INT
     assert struct.unpack_from("<I", fadt, 48)[0] == 0                      # no SMI_CMD
     flags = struct.unpack_from("<I", fadt, 112)[0]
     assert not flags & (1 << 20)                                           # not HW_REDUCED_ACPI
+    assert flags & (1 << 8)                                                # TMR_VAL_EXT: 32-bit timer
     x_pm1a_cnt = struct.unpack_from("<BBBBQ", fadt, 172)
     assert x_pm1a_cnt == (1, 16, 0, 2, 0x604)                              # System I/O, 16 bits, words
     dsdt_at = struct.unpack_from("<I", fadt, 40)[0]
@@ -208,6 +210,9 @@ def test_the_pm_ports_the_fadt_names_are_the_ones_the_hypervisor_emulates(guest)
     (device,) = [d for d in devices.PORT_DEVICES if d.name == "acpi_pm"]
     evt, cnt = struct.unpack_from("<I", fadt, 56)[0], struct.unpack_from("<I", fadt, 64)[0]
     assert range(device.first, device.last + 1) == range(evt, cnt + fadt[89])
+    (timer,) = [d for d in devices.PORT_DEVICES if d.name == "acpi_pm_timer"]
+    pm_tmr = struct.unpack_from("<I", fadt, 76)[0]
+    assert range(timer.first, timer.last + 1) == range(pm_tmr, pm_tmr + fadt[91])
     devices.check()
 
 
@@ -336,12 +341,12 @@ def test_iasl_reads_the_fadt(table_files):
     assert got["SCI Interrupt"] == ["0009"]
     assert got["PM1A Event Block Address"] == ["00000600"]
     assert got["PM1A Control Block Address"] == ["00000604"]
-    assert got["PM Timer Block Address"] == ["00000000"]
+    assert got["PM Timer Block Address"] == ["00000608"]
     assert got["FADT Minor Revision"] == ["04"]
     assert decoded(text, "Hardware Reduced (V5)") == ["0"]
     assert decoded(text, "8042 Present on ports 60/64 (V2)") == ["0"]
     assert decoded(text, "Control Method Power Button (V1)") == ["1"]
-    assert decoded(text, "32-bit PM Timer (V1)") == ["0"]
+    assert decoded(text, "32-bit PM Timer (V1)") == ["1"]
 
 
 def decoded(text: str, name: str) -> list[str]:
