@@ -28,6 +28,7 @@ CPUID_80000001_ECX_SVM = bit(CPUID_80000001_ECX_SVM_BIT)
 CPUID_SVM_FEATURES_LEAF = 0x8000000A      # AMD APM Vol. 3, CPUID Fn8000_000A
 CPUID_8000000A_EDX_NP = bit(0)
 CPUID_8000000A_EDX_NRIPS = bit(3)
+CPUID_8000000A_EDX_DECODE_ASSISTS = bit(7)  # the VMCB holds the faulting instruction's bytes
 CPUID_80000001_EDX_NX = bit(20)
 CPUID_80000001_EDX_LM = bit(29)
 CPUID_HV_LEAF_BASE = 0x40000000           # hypervisor leaves 0x40000000-0x4FFFFFFF
@@ -1256,6 +1257,8 @@ class Vmcb(enum.IntEnum):
     EVENTINJ = 0x0A8
     N_CR3 = 0x0B0
     NRIP = 0x0C8
+    GUEST_INSTRUCTION_BYTES_FETCHED = 0x0D0  # decode assists (APM 15.8.4): how many of the next 15
+    GUEST_INSTRUCTION_BYTES = 0x0D1          # bytes at the guest's RIP, fetched with a nested page fault
     ES = 0x400
     CS = 0x410
     SS = 0x420

@@ -208,6 +208,8 @@ HV = Record("HV", [
     Field("current", 8),           # guest record running now, 0 before the first
     Field("vmxon_region", 8),      # VMX: the operand of VMXON
     Field("nrip_supported", 8),    # SVM: the CPU reports the next RIP (NRIPS)
+    Field("decode_assists", 8),    # SVM: the CPU gives a nested page fault's instruction bytes
+    Field("mmio_prefetched", 8),   # bytes of HV.mmio_bytes the backend filled for this exit, or 0
     Field("svm_shared_asid", 8),   # SVM: too few ASIDs, every guest runs with ASID 1
     Field("features", 8),          # HV_FEATURE_* bits the guests see at CPUID 0x40000001
     Field("emulator", 8),          # non-zero: the firmware is an emulator's (power_off)

@@ -3,7 +3,8 @@
 #   - the RSDP: "RSD PTR " on a 16-byte boundary of 0xE0000-0xFFFFF with
 #     both checksums right (ACPI 6.4 5.2.5.1, 5.2.5.3);
 #   - the XSDT, and every table it points at, each with its checksum;
-#   - from the FADT the DSDT, the SCI, the PM1a blocks; in the DSDT's AML
+#   - from the FADT the DSDT, the SCI, the PM1a blocks, the PM timer (its
+#     ticks over 2^22 TSC cycles, measured); in the DSDT's AML
 #     the _S5 package and its first element, SLP_TYPa (20.2);
 #   - the MADT's local APIC address and its entries;
 #   - the MP floating pointer: "_MP_" on a 16-byte boundary of
@@ -32,7 +33,10 @@
     .set FADT_SCI_INT, 46
     .set FADT_PM1A_EVT_BLK, 56
     .set FADT_PM1A_CNT_BLK, 64
+    .set FADT_PM_TMR_BLK, 76
+    .set FADT_PM_TMR_LEN, 91
     .set FADT_FLAGS, 112
+    .set PM_TIMER_SPAN, 0x400000              # TSC cycles the PM timer is measured over
     .set FADT_X_DSDT, 140
     .set MADT_LAPIC_ADDRESS, 36
     .set MADT_FLAGS, 40
@@ -196,6 +200,31 @@ xsdt_done:
     say_hex [ebx + FADT_PM1A_CNT_BLK]
     say " flags "
     say_hex [ebx + FADT_FLAGS]
+    say "\n"
+
+# --- the PM timer: its ticks over PM_TIMER_SPAN TSC cycles ---------------------
+    say "pm timer "
+    say_hex [ebx + FADT_PM_TMR_BLK]
+    say " length "
+    movzx eax, byte ptr [ebx + FADT_PM_TMR_LEN]
+    say_hex eax
+    mov edx, [ebx + FADT_PM_TMR_BLK]
+    in eax, dx
+    mov edi, eax                              # EDI: the timer at the start
+    rdtsc
+    mov esi, eax                              # ESI: the TSC at the start
+1:  rdtsc
+    sub eax, esi
+    cmp eax, PM_TIMER_SPAN
+    jb 1b
+    mov ecx, eax                              # ECX: TSC cycles elapsed
+    mov edx, [ebx + FADT_PM_TMR_BLK]
+    in eax, dx
+    sub eax, edi                              # 32 bits (TMR_VAL_EXT): wraps correctly
+    say " ticks "
+    say_hex eax
+    say " in tsc cycles "
+    say_hex ecx
     say "\n"
 
     mov esi, [ebx + FADT_X_DSDT]
