@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import bare, configs, figures, report, runs
+from bench import bare, configs, figures, linux, report, runs
 from bench.figures import BenchError
 from bench.report import Figure, ScalingRow, Section, Target
 from bench.sizes import Sizes, sizes, source_lines
@@ -249,6 +249,34 @@ def shared_figures(default_build: list[float], widest_build: ScalingRow, both: S
     ]
 
 
+LINUX_SLOWDOWN_TARGET = 1.05   # a user-space compute loop under the hypervisor, against bare
+
+
+def linux_section(commit: str, measured: dict[str, object]) -> Section:
+    """bench/linux.py's figures: virtual time under QEMU -icount, counted."""
+    runs_by_count: dict[int, linux.LinuxRun] = measured["runs"]      # type: ignore[assignment]
+    bare_run: linux.LinuxRun = measured["bare"]                       # type: ignore[assignment]
+    ms = 1000
+    found = [
+        Figure("linux_init_ms", "small kernel, power-on to /init (1 guest, virtual ms)",
+               round(runs_by_count[1].init_s[0] * ms), "ms", False, error=linux.CENTISECOND * ms),
+        Figure("linux_bare_init_ms", "the same kernel bare, QEMU's loader, to /init (virtual ms)",
+               round(bare_run.init_s[0] * ms), "ms", False, error=linux.CENTISECOND * ms),
+        Figure("linux_slowdown", "user-space compute loop, under the hypervisor / bare",
+               round(measured["slowdown"], 3), "x", False, Target("<=", LINUX_SLOWDOWN_TARGET),
+               error=round(measured["slowdown_error"], 3)),
+    ]
+    for guests, run_ in runs_by_count.items():
+        found.append(Figure(f"linux_{guests}_last_init_ms", f"{guests} Linux guests: the last /init (virtual ms)",
+                            round(max(run_.init_s) * ms), "ms", False, error=linux.CENTISECOND * ms))
+        found.append(Figure(f"linux_{guests}_exits", f"{guests} Linux guests: VM exits per guest, boot to power-off",
+                            round(statistics.mean(run_.exits)), "exits", False))
+    context = {"commit": commit, "target": linux.TARGET.name, "kernel": measured["kernel"],
+               "work_rounds": measured["work_rounds"], "method": linux.__doc__.split("\n\n")[0]}
+    return Section("linux", f"Linux guests: target {linux.TARGET.name} (-icount: virtual time counts "
+                   f"instructions), the small test kernel", context, found, [])
+
+
 def backend_section(backend: str, commit: str, measured: list[Figure], rows: list[ScalingRow]) -> Section:
     target = runs.BACKEND_TARGETS[backend]
     method = (f"{METHOD}; {EXIT_METHOD.format(ticks=figures.EXIT_TICKS[backend])}; "
@@ -276,6 +304,9 @@ def run() -> int:
             kernels[backend] = measure_kernel(work, backend, bare_elf)
             storms[backend] = [measure_storm(work, backend, guests) for guests in configs.STORM_GUESTS]
         qemu_boot = measure_qemu_boot(work)
+    progress(f"linux: the small kernel with {', '.join(map(str, linux.GUEST_COUNTS))} guests, and bare, "
+             f"on {linux.TARGET.name}")
+    linux_measured = linux.measure()
     commit = report.git_commit()
     sections = []
     for backend in BACKENDS:
@@ -289,6 +320,7 @@ def run() -> int:
                             source_lines(templates), qemu_boot)
     sections.append(Section("shared", "hvbuild, and the image with both backends (backend = \"auto\", "
                             "the default)", {"commit": commit}, shared, []))
+    sections.append(linux_section(commit, linux_measured))
     ticks = ", ".join(f"{backend} {figures.EXIT_TICKS[backend]}" for backend in BACKENDS)
     header = [f"hvbuild benchmark, commit {commit}, time slice {config.DEFAULT_TIME_SLICE:,} cycles",
               (f"hv instr: hypervisor instructions per round trip or switch (Bochs ticks less the "

@@ -224,7 +224,7 @@ def initramfs(init=None, output=None):
     entries = [(d, S_IFDIR | 0o755, b"") for d in ("bin", "dev", "proc", "sys", "tmp")]
     entries.append(("bin/busybox", S_IFREG | 0o755, BUSYBOX.read_bytes()))
     for applet in ("sh", "cat", "echo", "grep", "uname", "head", "poweroff", "reboot",
-                   "mount", "sleep", "awk", "seq", "tr", "wc", "sed", "dmesg"):
+                   "mount", "sleep", "awk", "seq", "tr", "wc", "sed", "dmesg", "cut"):
         entries.append((f"bin/{applet}", S_IFLNK | 0o777, b"busybox"))
     entries.append(("init", S_IFREG | 0o755, init_text))
     archive = gzip.compress(_cpio_newc(entries), mtime=0)
