@@ -45,6 +45,8 @@
 .set PCI_ENABLE_BUS0_DEVICE0, 0x80000000
 .set OWN_PM_FIRST, 0x600                  # the guest's ACPI PM1a event and control blocks
 .set OWN_PM_LAST, 0x605
+.set OWN_PM_TIMER_FIRST, 0x608            # then its PM timer, a count: it reads anything
+.set OWN_PM_TIMER_LAST, 0x60B
 
 # poke PORT, VALUE: OUT of the byte VALUE to PORT, then say it survived.
 .macro poke port:req, value:req
@@ -64,7 +66,7 @@ _start:
     hostile_start
 
 # Read every port once (IN AL): nothing but COM1, the guest's own ACPI PM
-# registers and the virtual PC's devices may answer.  What the ports of
+# registers and timer and the virtual PC's devices may answer.  What the ports of
 # the devices in `device_ports` read is kept, in `device_reads`.
     xor r12d, r12d                            # port
     xor r13d, r13d                            # reads outside the devices that were not 0xff
@@ -73,7 +75,7 @@ read_port:
     in al, dx
     cmp r12d, OWN_PM_FIRST
     jb read_com1
-    cmp r12d, OWN_PM_LAST
+    cmp r12d, OWN_PM_TIMER_LAST
     jbe read_next
 read_com1:
     cmp r12d, COM1
@@ -203,7 +205,8 @@ shutdown_done:
 
 # ACPI PM1 control at each even port of the PM blocks QEMU and Bochs use
 # (but the guest's own): every sleep type with SLP_EN (type 5 is soft-off
-# on both), then word and dword reads of every port there.
+# on both), then word and dword reads of every port there but the guest's
+# PM timer.
     xor r13d, r13d                            # word writes
     xor r14d, r14d                            # word reads not 0xffff
     xor r15d, r15d                            # dword reads not 0xffffffff
@@ -225,6 +228,11 @@ pm_sleep_type:
     inc ecx
     cmp ecx, SLEEP_TYPES
     jb pm_sleep_type
+    cmp r12d, OWN_PM_TIMER_FIRST              # the guest's PM timer: written, but its count
+    jb pm_read                                # is not read as a sign of a device
+    cmp r12d, OWN_PM_TIMER_LAST
+    jbe pm_dword_ok
+pm_read:
     mov edx, r12d
     in ax, dx
     cmp ax, 0xFFFF

@@ -185,7 +185,8 @@ _start:
     mov [seconds_before], al
     mov al, REG_C
     call cmos_read
-    mov dword ptr [interrupts], 0
+    call let_interrupts_in                    # a periodic edge from before PIE went off, latched
+    mov dword ptr [interrupts], 0             # in the 8259A's IRR, is taken here, not counted
     mov al, REG_B
     mov ah, B_24_HOUR | B_BINARY | B_UIE
     call cmos_write
