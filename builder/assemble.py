@@ -38,6 +38,9 @@ class Assembly:
     labels: dict[str, int]      # label -> absolute address
 
 
+SCALED_SYMBOL = re.compile(r"\b(?!(?:[re]?[abcd]x|[re]?[sd]i|[re]?[sb]p|r\d+[dwb]?)\b)[A-Za-z_]\w*\s*\*\s*\d")
+
+
 def check_keystone_pitfalls(source: str, what: str) -> None:
     """Refuse the constructs keystone 0.9.2 silently mis-assembles.
 
@@ -47,7 +50,9 @@ def check_keystone_pitfalls(source: str, what: str) -> None:
     - a 64-bit load of any register but RAX from an absolute address named
       by a `.set` constant: `mov rbx, qword ptr [ADDR]` becomes
       RIP-relative with ADDR as the displacement (load into RAX instead,
-      which keystone encodes as MOVABS).
+      which keystone encodes as MOVABS);
+    - a symbol multiplied inside a memory operand: `[rcx + SYM * 8]` drops
+      the `* 8` (give the product a name of its own).
     """
     constants = set(SET_DEFINITION.findall(source))
     for number, line in enumerate(source.splitlines(), 1):
@@ -66,6 +71,9 @@ def check_keystone_pitfalls(source: str, what: str) -> None:
             if len(names) > 1:
                 raise BuildError(what, f"line {number}: keystone keeps only one of the symbols "
                                  f"in [{operand}]: {line.strip()!r}")
+            if names and SCALED_SYMBOL.search(operand):
+                raise BuildError(what, f"line {number}: keystone drops a symbol's scale in "
+                                 f"[{operand}]: {line.strip()!r}")
 
 
 _assembled: dict[tuple[str, int], Assembly] = {}

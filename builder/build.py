@@ -21,6 +21,7 @@ from builder.errors import BuildError
 from builder.guest_images import HYPERCALLS, GuestImage
 from builder.guest_images import load as load_image
 from builder.layout import (
+    EXIT_COUNTERS,
     CAPS_KINDS,
     CAPS_SOURCE_SIZE,
     GDT_ENTRIES,
@@ -262,6 +263,7 @@ def _place_static_data(memory: _Memory, config: Config, layout: Layout, labels: 
         record = tables.guest_record(layout, guest, guest_config.max_restarts, image.registers,
                                      guest_config.expect_exit)
         memory.place(guest.record, record)
+        memory.place(guest.exit_counters, bytes(EXIT_COUNTERS * 8))
         if guest.restart is not None:
             memory.place(guest.restart.record, record)
     if "xsave_reset" in ro:

@@ -1223,6 +1223,8 @@ SVM_INTERCEPT_XSETBV = bit(13)
 SVM_V_INTR_MASKING = bit(24)              # in the V_INTR word at VMCB 0x60
 SVM_NP_ENABLE = bit(0)
 SVM_EXITCODE_TABLE_SIZE = 0x90            # exit codes 0x00-0x8F are dispatched by table
+SVM_EXIT_COUNTER_NPF = SVM_EXITCODE_TABLE_SIZE      # NPF's counter: past the table's codes
+SVM_EXIT_COUNTER_NPF_OFFSET = 8 * SVM_EXIT_COUNTER_NPF   # in bytes (keystone drops "* 8" after a symbol)
 SVM_EXITCODE_INVALID_LOW = 0xFFFFFFFF     # VMRUN failed: -1, of which QEMU writes the low half
 # Fixed instruction lengths for CPUs without NRIPS (QEMU's TCG): the
 # hypervisor accepts these instructions without prefixes only.

@@ -112,6 +112,7 @@ class GuestLayout:
     npt: NestedTables | None
     xsave_area: int             # the guest's x87/SSE/AVX state while another guest runs
     restart: RestartLayout | None   # on_fault = "restart": what a restart copies back
+    exit_counters: int = 0      # its VM exits by reason, EXIT_COUNTERS qwords (outside the record)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,11 @@ class Layout:
     def machine_memory(self) -> int:
         """Smallest RAM, in whole MiB, that holds the image."""
         return align_up(self.end, MIB)
+
+
+# A guest's VM exits by reason: one qword per VMX basic exit reason, or
+# per SVM exit code of the dispatch table and one for those above it.
+EXIT_COUNTERS = max(hw.EXIT_REASON_COUNT, hw.SVM_EXITCODE_TABLE_SIZE + 1)
 
 
 def startup_layout(mode: StartMode, memory: int) -> StartupLayout:
@@ -226,6 +232,8 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
         "caps": alloc.take("capabilities", CAPS_KINDS * CAPS.size),
         "guests": alloc.take("guest records", len(config.guests) * GUEST.size, 64),
     }
+    exit_counters = [alloc.take(f"VM exits by reason {g.name}", EXIT_COUNTERS * 8, 64)
+                     for g in config.guests]
     if has_vmx:
         rwdata["vmxon"] = alloc.take("VMXON region", page, page)
     vmcs = [alloc.take(f"VMCS {g.name}", page, page) if has_vmx else None for g in config.guests]
@@ -269,7 +277,8 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
             record=rwdata["guests"] + index * GUEST.size, memory_base=base,
             memory_size=guest.memory, usable_top=startup.usable_top, startup=startup,
             vmcs=vmcs[index], vmcs_init=vmcs_init[index], ept=epts[index],
-            vmcb=vmcb[index], npt=npts[index], xsave_area=xsave[index], restart=restart))
+            vmcb=vmcb[index], npt=npts[index], xsave_area=xsave[index], restart=restart,
+            exit_counters=exit_counters[index]))
     if alloc.next > PHYSICAL_LIMIT:
         raise BuildError(config.source, f"the guests need {alloc.next // MIB} MiB of physical "
                          f"memory; the machine layout allows {PHYSICAL_LIMIT // MIB} MiB")

@@ -110,6 +110,7 @@ GUEST = Record("GUEST", [
     Field("init_count", 8),
     Field("vmcb", 8),            # SVM: physical address of the guest's VMCB
     Field("exit_count", 8),
+    Field("exit_counters", 8),   # its VM exits by reason: EXIT_COUNTERS qwords outside the record
     Field("exit_code", 8),       # the code given with the exit hypercall
     Field("stop_reason", 8),     # address of a string naming why the hypervisor stopped it
     Field("first_tick", 8),      # TSC at the first VM entry (benchmark)
@@ -223,6 +224,8 @@ HV = Record("HV", [
     Field("rtc_uip_start", 8),     # TSC cycles into a second at which register A's UIP rises
     Field("rtc_found", 8),         # non-zero: the real RTC answered (its UIP cleared) at boot
     Field("msr_vendor", 8),        # builder/msrs.py Vendor: whose MSRs guests have (the backend's)
+    Field("exit_names", 8),        # the backend's table of exit names, one pointer per counter
+    Field("exit_name_count", 8),   # counters per guest that have a name (the summary prints them)
     Field("physical_address_mask", 8),  # 2^MAXPHYADDR - 1 (CPUID 0x80000008), for the MTRR checks
     Field("input_guest", 8),       # guest record whose COM1 receives the console's input
     Field("input_escape", 8),      # non-zero: the last input byte was CONSOLE_INPUT_ESCAPE

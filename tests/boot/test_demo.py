@@ -126,12 +126,22 @@ def test_alpha_keeps_running_after_beta_is_stopped(tmp_path, target):
 
 
 def test_the_run_ends_with_a_summary_and_power_off(demo):
+    """A summary line per guest, then its VM exits by reason, which add up
+    to the summary's count; the beta guest's last exit is the one that
+    stopped it."""
     _, lines = demo
-    assert lines[-4] == "[hv] all guests have stopped"
-    alpha = re.fullmatch(r"\[hv\] summary: alpha exited with code 0, \d+ VM exits, "
-                         r"first entry at cycle (\d+)", lines[-3])
-    beta = re.fullmatch(r"\[hv\] summary: beta stopped by the hypervisor: \w+, \d+ VM exits, "
-                        r"first entry at cycle (\d+)", lines[-2])
+    assert lines[-6] == "[hv] all guests have stopped"
+    alpha = re.fullmatch(r"\[hv\] summary: alpha exited with code 0, (\d+) VM exits, "
+                         r"first entry at cycle (\d+)", lines[-5])
+    beta = re.fullmatch(r"\[hv\] summary: beta stopped by the hypervisor: (\w+), (\d+) VM exits, "
+                        r"first entry at cycle (\d+)", lines[-4])
     assert alpha and beta
-    assert 0 < int(alpha.group(1)) < int(beta.group(1)), "alpha runs first, from boot on"
+    assert 0 < int(alpha.group(2)) < int(beta.group(3)), "alpha runs first, from boot on"
+    for line, name, total in ((lines[-3], "alpha", alpha.group(1)), (lines[-2], "beta", beta.group(2))):
+        assert line.startswith(f"[hv] exits: {name} ")
+        words = line.removeprefix(f"[hv] exits: {name} ").split()
+        by_reason = dict(zip(words[::2], map(int, words[1::2])))
+        assert sum(by_reason.values()) == int(total), line
+        if name == "beta":
+            assert by_reason[beta.group(1)] == 1, line
     assert lines[-1] == "[hv] powering off"
