@@ -266,6 +266,12 @@ def linux_section(commit: str, measured: dict[str, object]) -> Section:
                round(measured["slowdown"], 3), "x", False, Target("<=", LINUX_SLOWDOWN_TARGET),
                error=round(measured["slowdown_error"], 3)),
     ]
+    to_init: linux.LinuxRun = measured["to_init"]                     # type: ignore[assignment]
+    found.append(Figure("linux_init_exits", "VM exits, power-on to /init (1 guest)", sum(to_init.exits),
+                        "exits", False))
+    for reason, count in sorted(to_init.by_reason.items(), key=lambda item: -item[1]):
+        found.append(Figure(f"linux_init_exits_{reason.lower()}", f"  of which {reason}", count, "exits",
+                            False))
     for guests, run_ in runs_by_count.items():
         found.append(Figure(f"linux_{guests}_last_init_ms", f"{guests} Linux guests: the last /init (virtual ms)",
                             round(max(run_.init_s) * ms), "ms", False, error=linux.CENTISECOND * ms))

@@ -1,7 +1,8 @@
 """Linux under the hypervisor, measured in QEMU with -icount (one
 instruction one nanosecond of virtual time, so every figure here is
 counted, not timed): the small test kernel (guests/linux/assets.py) to
-/init and to power-off, its user-space compute loop under the hypervisor
+/init and to power-off, its VM exits by reason to /init (a boot whose
+/init powers off at once), its user-space compute loop under the hypervisor
 against the same kernel booted bare in the same emulator by QEMU's own
 loader, and boots of 1, 2 and 4 Linux guests side by side.
 
@@ -40,11 +41,12 @@ class LinuxRun:
     init_s: list[float]               # each guest's uptime when its /init started
     work_s: list[float]               # each guest's user-space work, seconds of its clock
     exits: list[int]                  # each guest's VM exits (the hypervisor's summary)
+    by_reason: dict[str, int] | None = None   # the first guest's, from its "[hv] exits:" line
 
 
-def _config(guests: int, kernel: Path, initrd: Path) -> str:
+def _config(guests: int, kernel: Path, initrd: Path, cmdline: str) -> str:
     return "".join(f'[[guest]]\nname = "linux{i}"\nmemory = "{MEMORY}"\nlinux = "{kernel}"\n'
-                   f'initrd = "{initrd}"\ncmdline = "{CMDLINE}"\n' for i in range(guests))
+                   f'initrd = "{initrd}"\ncmdline = "{cmdline}"\n' for i in range(guests))
 
 
 def _reports(lines: list[str], prefix: str) -> tuple[list[float], list[float]]:
@@ -55,15 +57,16 @@ def _reports(lines: list[str], prefix: str) -> tuple[list[float], list[float]]:
             name = line.split("]")[0]
             values = [float(v) for v in match[2].split()]
             (started if match[1] == "started" else worked)[name] = values
-    if not started or len(started) != len(worked):
+    if not started or (worked and len(started) != len(worked)):
         raise BenchError(f"Linux did not report its /init and work: {lines[-5:]}")
     return ([v[0] for v in started.values()], [v[1] - v[0] for v in worked.values()])
 
 
-def under_hypervisor(work: Path, guests: int, kernel: Path, initrd: Path) -> LinuxRun:
-    directory = work / f"linux-{guests}"
+def under_hypervisor(work: Path, guests: int, kernel: Path, initrd: Path, cmdline: str = CMDLINE,
+                     name: str = "") -> LinuxRun:
+    directory = work / f"linux-{guests}{name}"
     directory.mkdir()
-    (directory / "hv.toml").write_text(_config(guests, kernel, initrd))
+    (directory / "hv.toml").write_text(_config(guests, kernel, initrd, cmdline))
     runs.hvbuild(directory / "hv.toml", directory)
     with Run(directory / "hv.elf", TARGET, TIMEOUT_S) as console:
         console.expect(r"\[hv\] powering off")
@@ -73,7 +76,8 @@ def under_hypervisor(work: Path, guests: int, kernel: Path, initrd: Path) -> Lin
                                  for line in lines) if m]
     if len(exits) != guests:
         raise BenchError(f"{guests} Linux guests: {len(exits)} summaries")
-    return LinuxRun(init_s, work_s, exits)
+    words = next(line for line in lines if line.startswith("[hv] exits: linux0 ")).split()[3:]
+    return LinuxRun(init_s, work_s, exits, dict(zip(words[::2], map(int, words[1::2]))))
 
 
 def bare(work: Path, kernel: Path, initrd: Path) -> LinuxRun:
@@ -97,9 +101,11 @@ def measure() -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="hvbench-linux-") as scratch:
         work = Path(scratch)
         measured = {guests: under_hypervisor(work, guests, kernel, initrd) for guests in GUEST_COUNTS}
+        to_init = under_hypervisor(work, 1, kernel, initrd, f"{CMDLINE} init.then=stop", "-to-init")
         alone = bare(work, kernel, initrd)
     one = measured[1]
     return {"kernel": kernel.parent.name, "work_rounds": WORK_ROUNDS, "runs": measured, "bare": alone,
+            "to_init": to_init,
             "slowdown": one.work_s[0] / alone.work_s[0],
             "slowdown_error": 2 * CENTISECOND / alone.work_s[0]}
 
