@@ -17,6 +17,7 @@ and is killed as a group when the run ends.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import datetime
 import os
@@ -26,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import tomllib
 import tty
@@ -147,7 +149,7 @@ class Console:
 
     def send(self, data: str | bytes) -> None:
         """Type `data` on the console: into the real COM1's receiver."""
-        self.spawn.send(data)
+        os.write(self.spawn.child_fd, data.encode() if isinstance(data, str) else data)
 
     def run_to_end(self, timeout: float | None = None) -> list[str]:
         """Wait until the emulator closes the console; return every line."""
@@ -348,6 +350,35 @@ def verdict_table(found: list[Verdict]) -> str:
                      for row in rows)
 
 
+@contextlib.contextmanager
+def _typing_into(console: Console):
+    """What hvrun's standard input gives goes to the console (README,
+    "Console input"): keys as they are typed from a terminal (cbreak mode:
+    no line editing or echo, Ctrl-C still interrupts), a pipe's bytes as
+    they come."""
+    try:
+        fd = sys.stdin.fileno()
+    except (OSError, ValueError):
+        yield
+        return
+    saved = termios.tcgetattr(fd) if os.isatty(fd) else None
+    if saved is not None:
+        tty.setcbreak(fd)
+
+    def forward() -> None:
+        try:
+            while data := os.read(fd, 1024):
+                console.send(data)
+        except OSError:
+            pass
+    threading.Thread(target=forward, daemon=True).start()
+    try:
+        yield
+    finally:
+        if saved is not None:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hvrun", description="Boot an hvbuild image in an emulator.")
     parser.add_argument("image", type=Path, nargs="?", default=Path("build/hv.elf"),
@@ -362,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         target, why = choose_target(args.target, args.image)
         print(f"hvrun: target {target.name}: {target.description}; {why}", flush=True)
-        with Run(args.image, target, args.timeout, echo=True) as console:
+        with Run(args.image, target, args.timeout, echo=True) as console, _typing_into(console):
             console.run_to_end()
     except BuildError as error:
         print(f"hvrun: error: {error}", file=sys.stderr)

@@ -1,4 +1,5 @@
 """Console input (README, "Console input"): what is typed on the real COM1
+(by a test, or at hvrun's terminal)
 reaches the guest that has the input, through its virtual 16550's
 receiver and IRQ 4 (tests/guests/uart_rx.S), and Ctrl-A n moves the input
 to the next guest.  A guest waiting in HLT for input, with no timer armed,
@@ -6,7 +7,9 @@ sleeps until input comes (the CPU halts meanwhile); one that nothing at
 all can wake is stopped.  On every target."""
 
 import re
+import sys
 
+import pexpect
 import pytest
 from harness import booted, build_image, guest_lines, guest_table
 from test_pc import PC_SUCCESS, assert_all_passed, pc_kernel
@@ -81,3 +84,22 @@ def test_ctrl_a_n_moves_the_input_and_a_guest_nothing_can_wake_is_stopped(tmp_pa
     assert "received: one" not in guest_lines(lines, "second")
     assert ("[hv] first stopped: halted with interrupts enabled, and no timer or input can wake it"
             in lines)
+
+
+def test_hvrun_types_what_its_terminal_gets(tmp_path, target):
+    """`hvrun` from a terminal: keys go to the guest as they are typed
+    (cbreak mode: nothing echoed, no line editing), and the run ends."""
+    image = build_image(tmp_path, guest_table("rx", "4M", multiboot=pc_kernel(tmp_path, "uart_rx.S"),
+                                              expect_exit=PC_SUCCESS))
+    hvrun = pexpect.spawn(sys.executable, ["-m", "builder.run", str(image), "--target", target],
+                          encoding="utf-8", timeout=120)
+    try:
+        hvrun.expect(r"\[rx\] ready")
+        hvrun.send("typed at a terminal\r")
+        hvrun.expect(r"\[rx\] received: typed at a terminal")
+        hvrun.send("exit\r")
+        hvrun.expect(pexpect.EOF)
+    finally:
+        hvrun.close(force=True)
+    assert hvrun.exitstatus == 0, hvrun.before
+    assert f"[hv] rx exited with code {PC_SUCCESS}" in hvrun.before
