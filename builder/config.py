@@ -268,14 +268,21 @@ def _parse_image(raw: dict[str, Any], where: str, base_dir: Path,
     return FlatImage(path, load_address, entry)
 
 
+def _parse_cmdline(raw: dict[str, Any], where: str, limit: int | None = None) -> str:
+    """A kernel's command line: a string without NUL, of at most `limit` bytes."""
+    cmdline = raw.get("cmdline", "")
+    _check_type(cmdline, str, f"{where}.cmdline", "a string")
+    if "\0" in cmdline or (limit is not None and len(cmdline.encode()) > limit):
+        bound = f"at most {limit} bytes, " if limit is not None else ""
+        raise BuildError(f"{where}.cmdline", f"must be {bound}without NUL")
+    return cmdline
+
+
 def _parse_multiboot(raw: dict[str, Any], path: Path, where: str, base_dir: Path,
                      mode: StartMode | None) -> MultibootImage:
     if mode not in (None, StartMode.PROTECTED):
         raise BuildError(f"{where}.mode", "a multiboot kernel starts in 'protected' mode")
-    cmdline = raw.get("cmdline", "")
-    _check_type(cmdline, str, f"{where}.cmdline", "a string")
-    if len(cmdline.encode()) > CMDLINE_MAX or "\0" in cmdline:
-        raise BuildError(f"{where}.cmdline", f"must be at most {CMDLINE_MAX} bytes, without NUL")
+    cmdline = _parse_cmdline(raw, where, CMDLINE_MAX)
     names = raw.get("modules", [])
     _check_type(names, list, f"{where}.modules", "an array of file names")
     modules = []
@@ -292,10 +299,7 @@ def _parse_linux(raw: dict[str, Any], path: Path, where: str, base_dir: Path,
                  mode: StartMode | None) -> LinuxImage:
     if mode not in (None, StartMode.LONG):
         raise BuildError(f"{where}.mode", "a Linux kernel starts at its 64-bit entry: 'long' mode")
-    cmdline = raw.get("cmdline", "")
-    _check_type(cmdline, str, f"{where}.cmdline", "a string")
-    if "\0" in cmdline:
-        raise BuildError(f"{where}.cmdline", "must not contain NUL")
+    cmdline = _parse_cmdline(raw, where)            # its limit is the kernel header's (builder/linux.py)
     initrd = None
     if "initrd" in raw:
         _check_type(raw["initrd"], str, f"{where}.initrd", "a string")

@@ -1225,6 +1225,7 @@ SVM_NP_ENABLE = bit(0)
 SVM_EXITCODE_TABLE_SIZE = 0x90            # exit codes 0x00-0x8F are dispatched by table
 SVM_EXIT_COUNTER_NPF = SVM_EXITCODE_TABLE_SIZE      # NPF's counter: past the table's codes
 SVM_EXIT_COUNTER_NPF_OFFSET = 8 * SVM_EXIT_COUNTER_NPF   # in bytes (keystone drops "* 8" after a symbol)
+SVM_EXIT_COUNTER_NAMES = SVM_EXIT_COUNTER_NPF + 1   # the name table: the dispatch table's codes, then NPF
 SVM_EXITCODE_INVALID_LOW = 0xFFFFFFFF     # VMRUN failed: -1, of which QEMU writes the low half
 # Fixed instruction lengths for CPUs without NRIPS (QEMU's TCG): the
 # hypervisor accepts these instructions without prefixes only.
@@ -1365,6 +1366,12 @@ def svm_exit_name(code: int) -> str:
     if code < 0x40:
         return ("READ_CR", "WRITE_CR", "READ_DR", "WRITE_DR")[code >> 4] + str(code & 0xF)
     return "UNKNOWN"
+
+
+def exit_counter_names(backend: str) -> list[str]:
+    """The name of each of a guest's exit counters: the dispatched exits',
+    and on SVM the nested page fault's after them (SVM_EXIT_COUNTER_NPF)."""
+    return exit_names(backend) + (["NPF"] if backend == "svm" else [])
 
 
 def exit_names(backend: str) -> list[str]:

@@ -152,7 +152,7 @@ class Layout:
 
 # A guest's VM exits by reason: one qword per VMX basic exit reason, or
 # per SVM exit code of the dispatch table and one for those above it.
-EXIT_COUNTERS = max(hw.EXIT_REASON_COUNT, hw.SVM_EXITCODE_TABLE_SIZE + 1)
+EXIT_COUNTERS = max(hw.EXIT_REASON_COUNT, hw.SVM_EXIT_COUNTER_NAMES)
 
 
 def startup_layout(mode: StartMode, memory: int) -> StartupLayout:
@@ -207,7 +207,7 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
         "msr_table": alloc.take("emulated MSR table", msrs.TABLE_SIZE),
         "cpuid_table": alloc.take("CPUID rules", cpuid.TABLE_COUNT * cpuid.ENTRY_SIZE),
         "strings": alloc.take("exit names", sum(len(name) + 1 for backend in backends
-                                                for name in hw.exit_names(backend))),
+                                                for name in hw.exit_counter_names(backend))),
     }
     if has_vmx:
         rodata["vmx_exit_dispatch"] = alloc.take("VMX exit dispatch table", hw.EXIT_REASON_COUNT * 8)
@@ -215,7 +215,7 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
         rodata["vmcs_common"] = alloc.take("VMCS common set-up", common_entries * VMCS_INIT_ENTRY)
     if has_svm:
         rodata["svm_exit_dispatch"] = alloc.take("SVM exit dispatch table", hw.SVM_EXITCODE_TABLE_SIZE * 8)
-        rodata["svm_exit_names"] = alloc.take("SVM exit code names", hw.SVM_EXITCODE_TABLE_SIZE * 8)
+        rodata["svm_exit_names"] = alloc.take("SVM exit code names", hw.SVM_EXIT_COUNTER_NAMES * 8)
     vmcs_init = [alloc.take(f"VMCS set-up {g.name}", guest_entries * VMCS_INIT_ENTRY) if has_vmx else None
                  for g in config.guests]
     restartable = [g.restartable for g in config.guests]

@@ -151,7 +151,7 @@ def exit_tables(layout: Layout, labels: dict[str, int]) -> dict[str, bytes]:
         out[f"{backend}_exit_dispatch"] = b"".join(
             q(labels[handlers[backend].get(number, f"{backend}_exit_unhandled")])
             for number in range(len(names)))
-        out[f"{backend}_exit_names"] = b"".join(name_pointer(name) for name in names)
+        out[f"{backend}_exit_names"] = b"".join(name_pointer(name) for name in hw.exit_counter_names(backend))
     out["strings"] = bytes(strings)
     return out
 

@@ -85,7 +85,7 @@ def test_cr8_is_the_tpr_and_lowering_it_lets_a_held_interrupt_in_at_once(tmp_pat
     kernel = binutils_guest(tmp_path, "tpr.S", bits=64)
     lines = boot_to_end(build_image(tmp_path, guest_table("tpr", "2M", elf=kernel, expect_exit=PC_SUCCESS)),
                         target)
-    assert_all_passed(lines, "tpr", 8)
+    assert_all_passed(lines, "tpr", 9)
     assert f"[hv] tpr exited with code {PC_SUCCESS}" in lines
 
 

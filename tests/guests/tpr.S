@@ -2,8 +2,8 @@
 # 11.8.3.1, 11.8.6): a self-IPI of vector 0x40 (priority class 4) is held
 # back while CR8 is 15, still at 4, and taken as soon as a MOV CR8 lowers
 # it to 3, before the guest's next exiting instruction; CR8 and the APIC
-# page's TPR are one register; and a reserved CR8 bit is #GP even while
-# the hypervisor intercepts the write.  It maps the local APIC itself (its
+# page's TPR are one register; a reserved CR8 bit is #GP even while the
+# hypervisor intercepts the write; and a prefixed MOV CR8 is done whole.  It maps the local APIC itself (its
 # start-up tables cover its memory only).  Prints "ok N <what>" or
 # "FAIL N <what>" per check and ends through port 0xF4 with 0x31 (all
 # passed) or 0x40 + the first failed check.
@@ -113,6 +113,20 @@ _start:
     check 7, e, "and CR8 still 15"
     cmp r9, 2
     check 8, e, "MOV CR8 0 then lets the held interrupt in at once"
+
+    # 9: the same with prefixes in front (CS override, operand size, then
+    # REX.R: on SVM the hypervisor decodes the intercepted write)
+    mov eax, 15
+    mov cr8, rax
+    mov dword ptr [rdi + LAPIC_ICR_LOW], ICR_TO_SELF | VECTOR
+    sti
+    xor eax, eax
+    .byte 0x2E, 0x66, 0x44, 0x0F, 0x22, 0xC0  # cs: o16 mov cr8, rax
+    nop
+    mov r9, qword ptr [rip + taken]
+    cli
+    cmp r9, 3
+    check 9, e, "a MOV CR8 behind CS and 66 prefixes is done whole, and lets it in"
     mov al, SUCCESS
     out DEBUG_EXIT_PORT, al
 1:  hlt
