@@ -148,6 +148,35 @@ def measure_storm(work: Path, backend: str, guests: int) -> figures.StormShare:
     return figures.storm_shares(figures.records(lines))
 
 
+SHARE_DEVIATION_TARGET = 2     # %: each guest's part of the CPU off its share's, at most
+SHARE_METHOD = ("CPU shares: guests with shares 1, 3, 2, 4, ... (and, exit-heavy, a CPUID storm with "
+                "share 1) each measure the ticks of their own loops over a window of whole rounds; "
+                "reported: the worst guest's part of the CPU off share / sum of shares")
+
+
+def measure_shares(work: Path, backend: str, guests: int, mix: str) -> float:
+    """The worst departure of a guest's part of the CPU from its share's
+    (bench/configs.py shares), one deterministic boot on the backend's target."""
+    directory = work / backend / f"shares-{mix}{guests}"
+    directory.mkdir(parents=True)
+    toml = directory / "hv.toml"
+    toml.write_text(configs.shares(guests, mix, backend))
+    target = runs.BACKEND_TARGETS[backend]
+    progress(f"{backend}: CPU shares, {guests} guests, {mix} mix, on {target.name}")
+    runs.hvbuild(toml, directory / "out")
+    lines = runs.boot(directory / "out" / "hv.elf", target).lines
+    ratios = figures.weighted_shares(figures.records(lines), configs.share_weights(guests, mix),
+                                     configs.share_total(guests, mix))
+    return figures.share_deviation(ratios)
+
+
+def share_figures(deviations: dict[tuple[int, str], float]) -> list[Figure]:
+    return [Figure(f"share_deviation_{mix}_{guests}", f"CPU shares: worst guest off its share ({guests} "
+                   f"guests, {'compute' if mix == 'compute' else 'with an exit storm'})",
+                   round(100 * deviation, 4), "%", False, Target("<=", SHARE_DEVIATION_TARGET))
+            for (guests, mix), deviation in deviations.items()]
+
+
 def storm_figures(storms: list[figures.StormShare]) -> list[Figure]:
     """Per number of guests, the least share of a victim beside the storm,
     against FAIR_FRACTION of a fair share (1/N)."""
@@ -177,7 +206,7 @@ def size_figures(size: Sizes) -> list[Figure]:
 
 def backend_figures(backend: str, points: list[Scaled], rows: list[ScalingRow],
                     kernel: tuple[int, int], storms: list[figures.StormShare],
-                    size: Sizes) -> list[Figure]:
+                    shares: dict[tuple[int, str], float], size: Sizes) -> list[Figure]:
     main = next(p for p in points if p.guests == MAIN_GUESTS)
     widest = points[-1]
     found = figures.records(main.lines)
@@ -204,6 +233,7 @@ def backend_figures(backend: str, points: list[Scaled], rows: list[ScalingRow],
         Figure("switch_overhead", f"CPU time in world switches ({widest.guests} guests)",
                round(100 * figures.switch_overhead(figures.records(widest.lines)), 4), "%", False),
         *storm_figures(storms),
+        *share_figures(shares),
         Figure("cpuid_spread", f"CPUID cost spread, {points[0].guests}-{widest.guests} guests",
                max(r.cpuid for r in rows) - min(r.cpuid for r in rows), "hv instr", False,
                Target("<=", 1)),
@@ -286,7 +316,7 @@ def linux_section(commit: str, measured: dict[str, object]) -> Section:
 def backend_section(backend: str, commit: str, measured: list[Figure], rows: list[ScalingRow]) -> Section:
     target = runs.BACKEND_TARGETS[backend]
     method = (f"{METHOD}; {EXIT_METHOD.format(ticks=figures.EXIT_TICKS[backend])}; "
-              f"{SWITCH_METHOD}; {STORM_METHOD}")
+              f"{SWITCH_METHOD}; {STORM_METHOD}; {SHARE_METHOD}")
     context = {"commit": commit, "target": target.name, "bochs_cpu": target.cpu_model,
                "backend": backend, "time_slice": config.DEFAULT_TIME_SLICE, "method": method}
     title = (f"backend {backend}: target {target.name} (Bochs cpu {target.cpu_model}), "
@@ -299,6 +329,7 @@ def run() -> int:
     points: dict[str, list[Scaled]] = {}
     kernels: dict[str, tuple[int, int]] = {}
     storms: dict[str, list[figures.StormShare]] = {}
+    shares: dict[str, dict[tuple[int, str], float]] = {}
     with tempfile.TemporaryDirectory(prefix="hvbench-") as scratch:
         work = Path(scratch)
         progress(f"default config: hvbuild x{BUILD_REPEATS}")
@@ -309,6 +340,8 @@ def run() -> int:
             points[backend] = [measure_scaling(work, backend, guests) for guests in configs.SCALING_GUESTS]
             kernels[backend] = measure_kernel(work, backend, bare_elf)
             storms[backend] = [measure_storm(work, backend, guests) for guests in configs.STORM_GUESTS]
+            shares[backend] = {(guests, mix): measure_shares(work, backend, guests, mix)
+                               for mix in configs.SHARE_MIXES for guests in configs.SHARE_GUESTS}
         qemu_boot = measure_qemu_boot(work)
     progress(f"linux: the small kernel with {', '.join(map(str, linux.GUEST_COUNTS))} guests, and bare, "
              f"on {linux.TARGET.name}")
@@ -318,7 +351,7 @@ def run() -> int:
     for backend in BACKENDS:
         rows = [scaling_row(point, backend) for point in points[backend]]
         measured = backend_figures(backend, points[backend], rows, kernels[backend], storms[backend],
-                                   sizes(build.build(configs.default(backend))))
+                                   shares[backend], sizes(build.build(configs.default(backend))))
         sections.append(backend_section(backend, commit, measured, rows))
     templates = sorted((PROJECT_ROOT / "hv").rglob("*.s.j2")) + sorted((PROJECT_ROOT / "boot").rglob("*.s.j2"))
     timed_rows = next(section.scaling for section in sections if section.key == TIMED_BACKEND)

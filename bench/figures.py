@@ -30,7 +30,7 @@ EXIT_TICKS = {"vmx": 1, "svm": 1}
 VICTIM_LOOP_MAX = 12
 
 RECORD = re.compile(r"^(?:\[(?P<guest>[a-z][a-z0-9_-]*)\] )?"
-                    r"(?P<kind>boot|slices|kernel|share|storm|exit-[a-z]+)"
+                    r"(?P<kind>boot|slices|kernel|share|weighted|storm|exit-[a-z]+)"
                     r"(?P<fields>(?: [a-z-]+ [0-9a-fx:]+)+)$")
 SUMMARY = re.compile(r"^\[hv\] summary: (?P<guest>[a-z][a-z0-9_-]*) .*, (?P<exits>\d+) VM exits, "
                      r"first entry at cycle (?P<first>\d+)$")
@@ -248,6 +248,26 @@ def storm_shares(found: list[Record]) -> StormShare:
         shares[record.guest or ""] = record.fields["run"] / window
         errors[record.guest or ""] = record.fields["rounds"] * VICTIM_LOOP_MAX / window
     return StormShare(len(victims) + 1, shares, errors, storms[0].fields["cpuid"])
+
+
+def weighted_shares(found: list[Record], weights: dict[str, int], total: int) -> dict[str, float]:
+    """Each CPU-share guest's part of the CPU (guests/bench_share.s.j2: the
+    ticks of its own loops over its window of whole rounds) over the part
+    its share gives it, share / `total` (the sum of every guest's shares):
+    1.0 is exact.  The hypervisor's time at a slice end counts against
+    the guest it ends, so a ratio is a little under 1."""
+    measured = {record.guest: record.fields["run"] / record.fields["window"]
+                for record in of_kind(found, "weighted")}
+    missing = sorted(set(weights) - set(measured))
+    if missing:
+        raise BenchError(f"no weighted record from {', '.join(missing)}")
+    return {name: measured[name] / (weight / total) for name, weight in weights.items()}
+
+
+def share_deviation(ratios: dict[str, float]) -> float:
+    """The largest departure of a guest's part of the CPU from its share's,
+    as a fraction of its share's."""
+    return max(abs(ratio - 1) for ratio in ratios.values())
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import cmos, cpuid, devices, elf, fw_cfg, hw, isolation, msrs, paging, svm, tables, vcpu, vmcs
+from builder import cmos, control, cpuid, devices, elf, fw_cfg, hw, isolation, msrs, paging, svm, tables, vcpu, vmcs
 from builder.assemble import assemble
 from builder.config import Config
 from builder.errors import BuildError
@@ -84,7 +84,8 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     """Every number the hypervisor templates may use, by name."""
     constants = {**hw.asm_constants(), **GUEST.asm_constants(), **HV.asm_constants(),
                  **CAPS.asm_constants(), **devices.asm_constants(), **cmos.asm_constants(),
-                 **fw_cfg.asm_constants(), **mmio_asm_constants(), **msrs.asm_constants()}
+                 **fw_cfg.asm_constants(), **mmio_asm_constants(), **msrs.asm_constants(),
+                 **control.asm_constants()}
     constants.update({f"LAYOUT_{name.upper()}": address for name, address in
                       {**layout.rodata, **layout.rwdata}.items()})
     # keystone keeps one symbol of [A + B] (see builder.assemble), so each
@@ -175,6 +176,8 @@ def render_hypervisor(config: Config, layout: Layout, test_hooks: frozenset[str]
                   vcpu_dump=[item for item in vcpu.STATE if item.access is not vcpu.Access.FPU],
                   exception_names=hw.EXCEPTION_NAMES,
                   exceptions_with_error_code=hw.EXCEPTIONS_WITH_ERROR_CODE,
+                  control_commands=list(control.COMMANDS), control_usages=control.COMMANDS,
+                  control_share_range=control.SHARE_RANGE,
                   test_hooks=test_hooks, config=config)
 
 
@@ -261,13 +264,11 @@ def _place_static_data(memory: _Memory, config: Config, layout: Layout, labels: 
     memory.place(rw["hv"], tables.hv_record(layout))
     for guest, guest_config, image in zip(layout.guests, config.guests, images):
         record = tables.guest_record(layout, guest, guest_config.max_restarts, image.registers,
-                                     guest_config.expect_exit)
+                                     guest_config.expect_exit, guest_config.share)
         memory.place(guest.record, record)
         memory.place(guest.exit_counters, bytes(EXIT_COUNTERS * 8))
-        if guest.restart is not None:
-            memory.place(guest.restart.record, record)
-    if "xsave_reset" in ro:
-        memory.place(ro["xsave_reset"], vcpu.xsave_area_reset())
+        memory.place(guest.restart.record, record)
+    memory.place(ro["xsave_reset"], vcpu.xsave_area_reset())
     # Every bit set: every port and every MSR access exits.
     if "vmx" in layout.backends:
         memory.place(ro["vmcs_common"], vmcs.pack(vmcs.common_entries(layout, labels)))
@@ -285,13 +286,11 @@ def _place_static_data(memory: _Memory, config: Config, layout: Layout, labels: 
                 memory.place(address, table)
         if guest.npt is not None:
             memory.place(guest.vmcb, svm.vmcb(layout, guest, image))
-            if guest.restart is not None:
-                memory.place(guest.restart.vmcb, svm.vmcb(layout, guest, image))
+            memory.place(guest.restart.vmcb, svm.vmcb(layout, guest, image))
             for address, table in paging.nested_tables(guest, guest.npt, paging.NPT_DIRECTORY,
                                                        paging.NPT_LEAF).items():
                 memory.place(address, table)
-        copies = [guest.memory_base] + ([guest.restart.image] if guest.restart else [])
-        for base in copies:
+        for base in (guest.memory_base, guest.restart.image):
             for segment in image.segments:
                 memory.place(base + segment.address, segment.data)
             for gpa, data in tables.guest_startup(guest, image).items():
@@ -319,12 +318,8 @@ def _hv_mappings(layout: Layout, text_size: int) -> list[tuple[int, int, int]]:
     for guest in layout.guests:
         # The MMIO decoder reads a guest's instructions and page tables; a
         # restart copies the pristine image over the guest's memory.
-        if guest.restart is not None:
-            mappings.append((guest.memory_base, guest.memory_base + guest.memory_size,
-                             present | writable | nx))
-            mappings.append((guest.restart.image, guest.restart.image + guest.memory_size, present | nx))
-        else:
-            mappings.append((guest.memory_base, guest.memory_base + guest.memory_size, present | nx))
+        mappings.append((guest.memory_base, guest.memory_base + guest.memory_size, present | writable | nx))
+        mappings.append((guest.restart.image, guest.restart.image + guest.memory_size, present | nx))
     return mappings
 
 
@@ -350,8 +345,7 @@ def _segments(memory: _Memory, layout: Layout, text_size: int) -> list[elf.LoadS
         segments += memory.segments(guest.memory_base, guest.memory_base + guest.memory_size,
                                     r | w | x)
     for guest in layout.guests:
-        if guest.restart is not None:
-            segments += memory.segments(guest.restart.image, guest.restart.image + guest.memory_size, r)
+        segments += memory.segments(guest.restart.image, guest.restart.image + guest.memory_size, r)
     return segments
 
 

@@ -29,12 +29,16 @@ TIME_SLICE_MAX = (1 << 32) - 1          # the VMX-preemption timer is a 32-bit f
 DEFAULT_TIME_SLICE = 200_000
 FAULT_POLICIES = ("stop", "restart")    # what happens to a guest the hypervisor stops
 DEFAULT_MAX_RESTARTS = 10
+# CPU shares: a guest's weight in the scheduler (hv/core/sched.s.j2); each
+# runnable guest gets CPU time in proportion to its share.  The bounds are
+# cgroup v2's cpu.weight.
+SHARE_MIN, SHARE_MAX, DEFAULT_SHARE = 1, 10_000, 1
 MAX_RESTARTS_LIMIT = 1_000_000
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,14}")
 
 BUILTIN_GUESTS = ("heartbeat", "scanner", "prober",
                   "bench_probe", "bench_peer", "bench_kernel",   # bench_*: `make bench`
-                  "bench_victim", "bench_storm", "witness")
+                  "bench_victim", "bench_storm", "bench_share", "witness")
 # Builtins that execute their backend's hypercall instruction (VMCALL or
 # VMMCALL) directly: they need an image built for one backend.
 ONE_BACKEND_BUILTINS = ("bench_probe",)
@@ -104,10 +108,7 @@ class GuestConfig:
     on_fault: str = "stop"      # one of FAULT_POLICIES
     max_restarts: int = 0       # restarts allowed with on_fault = "restart"
     expect_exit: int | None = None  # the exit code hvrun's verdict expects, if any
-
-    @property
-    def restartable(self) -> bool:
-        return self.on_fault == "restart"
+    share: int = DEFAULT_SHARE  # its weight for CPU time, SHARE_MIN-SHARE_MAX
 
 
 BACKENDS = ("vmx", "svm")       # Intel VT-x, AMD-V
@@ -194,7 +195,7 @@ def _parse_hypervisor(raw: dict[str, Any], where: str) -> HypervisorConfig:
 def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig:
     _check_keys(raw, {"name", "memory", "builtin", "elf", "flat", "multiboot", "linux", "load_address",
                       "entry", "mode", "heartbeats", "on_fault", "max_restarts", "cmdline",
-                      "modules", "initrd", "expect_exit"}, where)
+                      "modules", "initrd", "expect_exit", "share"}, where)
     if "name" not in raw:
         raise BuildError(f"{where}.name", "missing: every guest needs a name")
     name = raw["name"]
@@ -222,7 +223,9 @@ def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig
     expect_exit = raw.get("expect_exit")
     if expect_exit is not None:
         _check_int(expect_exit, f"{where}.expect_exit", 0, (1 << 63) - 1)
-    return GuestConfig(name, memory, image, mode, on_fault, max_restarts, expect_exit)
+    share = raw.get("share", DEFAULT_SHARE)
+    _check_int(share, f"{where}.share", SHARE_MIN, SHARE_MAX)
+    return GuestConfig(name, memory, image, mode, on_fault, max_restarts, expect_exit, share)
 
 
 def _parse_image(raw: dict[str, Any], where: str, base_dir: Path,

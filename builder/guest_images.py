@@ -72,6 +72,10 @@ BENCH_VICTIM_ROUNDS = 4
 BENCH_VICTIM_TAIL_SLICES = 2
 BENCH_STORM_GAP_THRESHOLD = TIME_SLICE_MIN // 2
 BENCH_STORM_SLICES = BENCH_VICTIM_ROUNDS + 2
+# CPU shares (guests/bench_share.s.j2): a guest's heartbeats are its window
+# in units of half the default time slice, so that a config can make it
+# whole rounds of the scheduler.
+BENCH_SHARE_UNIT = 100_000
 BENCH_KERNEL_BUFFER = 0x10000       # guest-physical; the kernel guest needs memory past its end
 BENCH_KERNEL_BYTES = 2 * 1024 * 1024
 BENCH_KERNEL_FILL_STEP = 0x9E3779B9  # the fill pattern: 2^32 / golden ratio per word
@@ -99,7 +103,7 @@ def bench_constants() -> dict[str, int]:
             "BENCH_VICTIM_ROUNDS": BENCH_VICTIM_ROUNDS,
             "BENCH_VICTIM_TAIL_SLICES": BENCH_VICTIM_TAIL_SLICES,
             "BENCH_STORM_GAP_THRESHOLD": BENCH_STORM_GAP_THRESHOLD,
-            "BENCH_STORM_SLICES": BENCH_STORM_SLICES,
+            "BENCH_STORM_SLICES": BENCH_STORM_SLICES, "BENCH_SHARE_UNIT": BENCH_SHARE_UNIT,
             **bench_kernel_constants(BENCH_KERNEL_BUFFER)}
 
 
@@ -203,6 +207,10 @@ def usable_top(mode: StartMode, memory: int) -> int:
 
 def _builtin(guest: GuestConfig, spec: BuiltinImage, where: str, backend: str) -> GuestImage:
     top = usable_top(StartMode.PROTECTED, guest.memory)
+    share_window = spec.heartbeats * BENCH_SHARE_UNIT
+    if spec.program == "bench_share" and not 0 < share_window < 1 << 31:
+        raise BuildError(f"{where}.heartbeats", f"bench_share's window is heartbeats x {BENCH_SHARE_UNIT} "
+                         "TSC ticks, at least one and under 2^31")
     constants = {**hw.asm_constants(), **secret_words(),
                  **{f"HYPERCALL_{name}": number for name, number in HYPERCALLS.items()},
                  "GUEST_MEMORY_SIZE": guest.memory, "GUEST_STACK_TOP": top,
@@ -216,6 +224,7 @@ def _builtin(guest: GuestConfig, spec: BuiltinImage, where: str, backend: str) -
                  "PROBE_IDT_SIZE": IDT_GATE_32_SIZE * PROBE_IDT_VECTORS,
                  "PROBE_IDT_LIMIT": IDT_GATE_32_SIZE * PROBE_IDT_VECTORS - 1,
                  "OUT_OF_BOUNDS_ADDRESS": guest.memory, **bench_constants(),
+                 "BENCH_SHARE_WINDOW": share_window,
                  **witness_constants(top)}
     source = render(f"guests/{spec.program}.s.j2", constants, name=guest.name,
                     hypercall=HYPERCALL_INSTRUCTIONS.get(backend))

@@ -363,6 +363,7 @@ OPCODE_HLT = 0xF4
 PORT_UNCLAIMED_VALUE = 0xFFFFFFFF         # what a read of a port nobody decodes returns
 PORT_LAST = 0xFFFF                        # the I/O address space is 64 KiB (SDM Vol. 1 18.2)
 COM1_BASE = 0x3F8
+COM2_BASE = 0x2F8                         # the control console (hv/core/control.s.j2)
 UART_PORT_COUNT = 8
 UART_THR = 0          # transmit holding (write), receive buffer (read); DLL when DLAB=1
 UART_IER = 1          # interrupt enable; DLM when DLAB=1
@@ -372,6 +373,7 @@ UART_MCR = 4
 UART_LSR = 5
 UART_MSR = 6
 UART_SCR = 7
+UART_SCRATCH_PROBE = 0x5A                 # written to SCR and read back: a 16550 is there
 UART_LCR_DLAB = bit(7)
 UART_LCR_8N1 = 0x03
 UART_LSR_DR = bit(0)                      # data ready: RBR (or the receive FIFO) holds a byte
@@ -520,6 +522,9 @@ IOAPIC_PIT_ENTRY_HIGH = IOAPIC_PIT_ENTRY_LOW + 1
 IOAPIC_COM1_PIN = 4                       # the real COM1's IRQ 4: wakes the idle CPU for input
 IOAPIC_COM1_ENTRY_LOW = IOAPIC_REDIRECTION_TABLE + 2 * IOAPIC_COM1_PIN
 IOAPIC_COM1_ENTRY_HIGH = IOAPIC_COM1_ENTRY_LOW + 1
+IOAPIC_COM2_PIN = 3                       # the real COM2's IRQ 3: wakes it for the control console
+IOAPIC_COM2_ENTRY_LOW = IOAPIC_REDIRECTION_TABLE + 2 * IOAPIC_COM2_PIN
+IOAPIC_COM2_ENTRY_HIGH = IOAPIC_COM2_ENTRY_LOW + 1
 VECTOR_NMI = 2
 # ACPI 6.4 5.2.5.1: the RSDP lies on a 16-byte boundary in the BIOS area
 # 0xE0000-0xFFFFF; its OEM ID names who built the tables.  The BIOSes of

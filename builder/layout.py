@@ -32,7 +32,7 @@ from builder.errors import BuildError
 from builder.structs import CAPS, GUEST, HV
 
 HV_BASE = 1 * MIB
-TEXT_BUDGET = 64 * 1024             # code + symbol table; a build error if exceeded
+TEXT_BUDGET = 128 * 1024            # code + symbol table; a build error if exceeded
 STACK_SIZE = 16 * 1024
 EXCEPTION_STACK_SIZE = 8 * 1024
 PHYSICAL_LIMIT = 3 * 1024 * MIB     # stay below the PCI hole of a PC
@@ -111,7 +111,7 @@ class GuestLayout:
     vmcb: int | None            # SVM backend: the VMCB, the NPT
     npt: NestedTables | None
     xsave_area: int             # the guest's x87/SSE/AVX state while another guest runs
-    restart: RestartLayout | None   # on_fault = "restart": what a restart copies back
+    restart: RestartLayout      # what a restart (on_fault, the control console) copies back
     exit_counters: int = 0      # its VM exits by reason, EXIT_COUNTERS qwords (outside the record)
 
 
@@ -119,7 +119,8 @@ class GuestLayout:
 class RestartLayout:
     """The pristine copies a restart reloads a guest from.  The hypervisor
     maps the guest's memory (read-write) and its pristine image (read-only)
-    to copy one over the other; guests without restarts stay unmapped."""
+    to copy one over the other.  Every guest has them: its policy (on_fault)
+    restarts it after a fault, the control console whenever asked."""
 
     image: int                  # host-physical copy of the guest's memory as built
     record: int                 # the guest record as built (rodata)
@@ -173,11 +174,11 @@ def hv_table_count(backends: tuple[str, ...]) -> int:
     return 4 + 1 + 1 + ("vmx" in backends) + PHYSICAL_LIMIT // (1024 * MIB)
 
 
-def guest_map_table_count(memory: int, restartable: bool) -> int:
+def guest_map_table_count(memory: int) -> int:
     """The hypervisor's page tables that map a guest's memory (the MMIO
     decoder reads its instructions and page tables there) and, for a
-    restartable guest, its pristine image: a PT per 2 MiB a range touches."""
-    return (2 if restartable else 1) * (memory // hw.LARGE_PAGE_SIZE + 2)
+    pristine image (restarts): a PT per 2 MiB a range touches."""
+    return 2 * (memory // hw.LARGE_PAGE_SIZE + 2)
 
 
 def _nested_tables(alloc: Allocator, name: str, memory: int) -> NestedTables:
@@ -218,13 +219,10 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
         rodata["svm_exit_names"] = alloc.take("SVM exit code names", hw.SVM_EXIT_COUNTER_NAMES * 8)
     vmcs_init = [alloc.take(f"VMCS set-up {g.name}", guest_entries * VMCS_INIT_ENTRY) if has_vmx else None
                  for g in config.guests]
-    restartable = [g.restartable for g in config.guests]
-    if any(restartable):
-        rodata["xsave_reset"] = alloc.take("XSAVE area at reset", vcpu.XSAVE_AREA_SIZE, page)
-    pristine_records = [alloc.take(f"guest record {g.name} as built", GUEST.size, 64) if g.restartable
-                        else None for g in config.guests]
-    pristine_vmcbs = [alloc.take(f"VMCB {g.name} as built", page, page) if g.restartable and has_svm
-                      else None for g in config.guests]
+    rodata["xsave_reset"] = alloc.take("XSAVE area at reset", vcpu.XSAVE_AREA_SIZE, page)
+    pristine_records = [alloc.take(f"guest record {g.name} as built", GUEST.size, 64) for g in config.guests]
+    pristine_vmcbs = [alloc.take(f"VMCB {g.name} as built", page, page) if has_svm else None
+                      for g in config.guests]
     rwdata = {
         "gdt": alloc.take("gdt", GDT_ENTRIES * 8, page),
         "tss": alloc.take("tss", TSS_SIZE, 16),
@@ -248,7 +246,7 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
 
     hv_tables = tuple(alloc.take(f"hv page table {i}", page, page) for i in range(hv_table_count(backends)))
     hv_tables += tuple(alloc.take(f"hv page table {i} mapping {g.name}", page, page)
-                       for g in config.guests for i in range(guest_map_table_count(g.memory, g.restartable)))
+                       for g in config.guests for i in range(guest_map_table_count(g.memory)))
     vmx, svm = {}, {}
     if has_vmx:
         vmx["io_bitmap_a"] = alloc.take("I/O bitmap A", page, page)
@@ -264,14 +262,12 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
 
     bases = [alloc.take(f"guest {g.name} memory", g.memory, page) for g in config.guests]
     pristine_images = [alloc.take(f"guest {g.name} memory as built (restarts)", g.memory, page)
-                       if g.restartable else None for g in config.guests]
+                       for g in config.guests]
     guests = []
     for index, (guest, mode) in enumerate(zip(config.guests, modes)):
         base = bases[index]
         startup = startup_layout(mode, guest.memory)
-        restart = None
-        if guest.restartable:
-            restart = RestartLayout(pristine_images[index], pristine_records[index], pristine_vmcbs[index])
+        restart = RestartLayout(pristine_images[index], pristine_records[index], pristine_vmcbs[index])
         guests.append(GuestLayout(
             index=index, name=guest.name, vpid=index + 1,
             record=rwdata["guests"] + index * GUEST.size, memory_base=base,

@@ -1,4 +1,5 @@
-"""Boot an image in an emulator and stream its COM1 console (`hvrun`).
+"""Boot an image in an emulator and stream its COM1 console (`hvrun`);
+its COM2 is the hypervisor's control console (ControlLine, `hvctl`).
 
 The targets are defined in qemu/targets.toml (and qemu/bochsrc.j2):
   kvm        QEMU with KVM and `-cpu host`, only where the host CPU has VMX
@@ -21,14 +22,17 @@ import contextlib
 import ctypes
 import datetime
 import os
+import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import termios
 import threading
+import time
 import tomllib
 import tty
 from dataclasses import dataclass
@@ -165,6 +169,82 @@ class Console:
         return self.text.replace("\r", "").splitlines()
 
 
+class ControlLine:
+    """The hypervisor's control console on COM2 (hv/core/control.s.j2): a
+    command goes out as one line, and its answer is the line that follows
+    the echo of it.  The line goes a receive FIFO's worth at a time, each
+    once the hypervisor has echoed the last (it reads between guest runs,
+    and Bochs' UART drops what overflows its FIFO).  Safe to use from
+    several threads: one command at a time."""
+
+    ANSWER_TIMEOUT_S = 60.0
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._received = bytearray()
+        self._closed = False
+        self._arrived = threading.Condition()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            while data := os.read(self.fd, 4096):
+                with self._arrived:
+                    self._received += data
+                    self._arrived.notify_all()
+        except OSError:             # the emulator closed its end
+            pass
+        with self._arrived:
+            self._closed = True
+            self._arrived.notify_all()
+
+    def _take(self, count: int | None, deadline: float) -> bytes:
+        """The next `count` bytes received, or (None) the next line without
+        its line feed.  Call with self._arrived held."""
+        while True:
+            if count is None:
+                end = self._received.find(b"\n")
+                taken = end + 1 if end >= 0 else None
+            else:
+                taken = count if len(self._received) >= count else None
+            if taken is not None:
+                data = bytes(self._received[:taken])
+                del self._received[:taken]
+                return data if count is not None else data[:-1].rstrip(b"\r")
+            if self._closed:
+                raise ConnectionError("the machine powered off before it answered")
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._arrived.wait(left):
+                raise TimeoutError("the control console did not answer")
+
+    def command(self, line: str, timeout: float | None = None) -> str:
+        """Send one command line; return the answer line ("ok ..." or
+        "error: ...").  Raises ConnectionError once the machine is gone,
+        TimeoutError if no answer comes, ValueError for a line that is not
+        one line of printable ASCII."""
+        if not line.strip() or not all(" " <= char <= "~" for char in line):
+            raise ValueError("a control command is a line of printable ASCII, not blank")
+        return self.exchange(line.encode() + b"\n", timeout)
+
+    def exchange(self, data: bytes, timeout: float | None = None) -> str:
+        """Send `data` as it is (hostile-input tests; it must end a
+        non-empty line); return the answer line."""
+        deadline = time.monotonic() + (timeout or self.ANSWER_TIMEOUT_S)
+        with self._lock, self._arrived:
+            del self._received[:]                 # nothing stale answers this command
+            for start in range(0, len(data), hw.UART_FIFO_SIZE):
+                chunk = data[start:start + hw.UART_FIFO_SIZE]
+                try:
+                    os.write(self.fd, chunk)
+                except OSError as error:
+                    raise ConnectionError(f"the control line is closed: {error.strerror}") from None
+                echo = self._take(len(chunk), deadline)
+                if echo != chunk:
+                    raise ConnectionError(f"the control line garbled {chunk!r} into {echo!r}")
+            return self._take(None, deadline).decode("ascii", "replace")
+
+
 class _Tee:
     def __init__(self, sink: list[str], stream) -> None:
         self.sink, self.stream = sink, stream
@@ -195,6 +275,7 @@ class Run:
         self.workdir = Path(tempfile.mkdtemp(prefix="hvrun-"))
         self.process: subprocess.Popen | None = None
         self.console: Console | None = None
+        self.control: ControlLine | None = None
 
     def __enter__(self) -> Console:
         command = EMULATOR_COMMANDS[self.target.emulator]
@@ -221,6 +302,9 @@ class Run:
             self.process.wait()
         if self.console is not None:
             self.console.spawn.close()
+        if self.control is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.control.fd)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _serial_line(self) -> tuple[Path, int, int]:
@@ -233,13 +317,13 @@ class Run:
         tty.setraw(ours)
         return Path(os.ttyname(theirs)), ours, theirs
 
-    def _spawn(self, argv: list[str], keep_fd: int, stdout,
+    def _spawn(self, argv: list[str], keep_fds: tuple[int, ...], stdout,
                environment: dict[str, str] | None = None) -> None:
         libc = ctypes.CDLL(None)
         # preexec_fn only calls prctl: safe even with the screen-drain thread.
         self.process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT,
-            start_new_session=True, pass_fds=(keep_fd,), cwd=self.workdir, env=environment,
+            start_new_session=True, pass_fds=keep_fds, cwd=self.workdir, env=environment,
             preexec_fn=lambda: libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL))  # noqa: PLW1509
 
     def _start_bochs(self) -> Console:
@@ -248,6 +332,7 @@ class Run:
             iso = self.workdir / "hv.iso"
             make_iso(self.elf_path, iso)
         serial, ours, theirs = self._serial_line()
+        control, control_ours, control_theirs = self._serial_line()
         environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(PROJECT_ROOT / "qemu")),
                                          undefined=jinja2.StrictUndefined)
         # Bochs takes the clock's start as seconds since 1970 and shows it in
@@ -256,13 +341,16 @@ class Run:
                  if self.rtc_start else None)
         config = environment.get_template("bochsrc.j2").render(
             cpu_model=self.target.cpu_model, memory_mib=machine_memory_mib(self.elf_path),
-            iso=iso.resolve(), log=self.workdir / "bochs.log", serial=serial, time0=time0)
+            iso=iso.resolve(), log=self.workdir / "bochs.log", serial=serial, control=control,
+            time0=time0)
         (self.workdir / "bochsrc").write_text(config)
         (self.workdir / "debugger.rc").write_text("c\n")     # Debian's build stops in its debugger
         with open(self.emulator_log, "wb") as stdout:
-            self._spawn(["bochs", "-q", "-f", "bochsrc", "-rc", "debugger.rc"], theirs, stdout,
-                        environment={**os.environ, "TZ": "UTC"} if time0 is not None else None)
+            self._spawn(["bochs", "-q", "-f", "bochsrc", "-rc", "debugger.rc"], (theirs, control_theirs),
+                        stdout, environment={**os.environ, "TZ": "UTC"} if time0 is not None else None)
         os.close(theirs)
+        os.close(control_theirs)
+        self.control = ControlLine(control_ours)
         threading.Thread(target=_drain_bochs_screen, args=(self.emulator_log, self.process),
                          daemon=True).start()
         return Console(ours, self.timeout, self.echo)
@@ -271,14 +359,18 @@ class Run:
         """QEMU loads the multiboot ELF itself (-kernel); the hypervisor ends
         the run through the isa-debug-exit device."""
         serial, ours, theirs = self._serial_line()
+        control, control_ours, control_theirs = self._serial_line()
         with open(self.emulator_log, "wb") as stdout:
             rtc = ["-rtc", f"base={self.rtc_start:%Y-%m-%dT%H:%M:%S}"] if self.rtc_start else []
             self._spawn([EMULATOR_COMMANDS["qemu"], *self.target.args, *rtc,
                          "-m", str(machine_memory_mib(self.elf_path)), "-display", "none",
                          "-no-reboot", "-monitor", "none", "-serial", str(serial),
+                         "-serial", str(control),
                          "-device", f"isa-debug-exit,iobase={hw.QEMU_DEBUG_EXIT_PORT:#x},iosize=4",
-                         "-kernel", str(self.elf_path.resolve())], theirs, stdout)
+                         "-kernel", str(self.elf_path.resolve())], (theirs, control_theirs), stdout)
         os.close(theirs)
+        os.close(control_theirs)
+        self.control = ControlLine(control_ours)
         return Console(ours, self.timeout, self.echo)
 
 
@@ -350,12 +442,85 @@ def verdict_table(found: list[Verdict]) -> str:
                      for row in rows)
 
 
+CONTROL_PROMPT_KEY = b"c"         # Ctrl-A c: hvrun's control prompt (README, "The control console")
+CONTROL_PROMPT = "(hv) "
+BACKSPACES = (b"\x7f", b"\x08")
+
+
+class _Keyboard:
+    """What hvrun's standard input types: into the console (the hypervisor
+    takes its Ctrl-A n, Ctrl-A Ctrl-A), but for Ctrl-A c, which hvrun
+    takes: a prompt for control commands, a line each, edited here and
+    sent to the control console; an empty line (or Ctrl-A c) goes back."""
+
+    def __init__(self, console: Console, control: ControlLine | None, echo: bool) -> None:
+        self.console, self.control, self.echo = console, control, echo
+        self.escape = False             # the last byte was Ctrl-A
+        self.prompting = False
+        self.line = bytearray()
+
+    def _show(self, text: str) -> None:
+        if self.echo:
+            sys.stdout.write(text.replace("\n", "\r\n"))
+            sys.stdout.flush()
+
+    def type(self, data: bytes) -> None:
+        out = bytearray()
+        for byte in (data[i:i + 1] for i in range(len(data))):
+            if self.escape:
+                self.escape = False
+                if byte == CONTROL_PROMPT_KEY and self.control is not None:
+                    self.console.send(bytes(out))
+                    out.clear()
+                    self._toggle()
+                    continue
+                if not self.prompting:
+                    out += bytes([hw.CONSOLE_INPUT_ESCAPE]) + byte
+                continue
+            if byte[0] == hw.CONSOLE_INPUT_ESCAPE:
+                self.escape = True
+            elif self.prompting:
+                self._edit(byte)
+            else:
+                out += byte
+        if out:
+            self.console.send(bytes(out))
+
+    def _toggle(self) -> None:
+        self.prompting = not self.prompting
+        self.line.clear()
+        if self.prompting:
+            self._show("\nhvrun: control console: a command a line (help lists them); "
+                       "an empty line goes back to the guests\n" + CONTROL_PROMPT)
+        else:
+            self._show("\nhvrun: back to the guests' console\n")
+
+    def _edit(self, byte: bytes) -> None:
+        if byte in (b"\r", b"\n"):
+            if not self.line:
+                self._toggle()
+                return
+            line, self.line = self.line.decode("ascii", "replace"), bytearray()
+            try:
+                answer = self.control.command(line)
+            except (ConnectionError, TimeoutError, ValueError) as error:
+                answer = f"error: {error}"
+            self._show("\n" + answer + "\n" + CONTROL_PROMPT)
+        elif byte in BACKSPACES:
+            if self.line:
+                self.line.pop()
+                self._show("\b \b")
+        elif b" " <= byte <= b"~":
+            self.line += byte
+            self._show(byte.decode())
+
+
 @contextlib.contextmanager
-def _typing_into(console: Console):
+def _typing_into(console: Console, control: ControlLine | None = None):
     """What hvrun's standard input gives goes to the console (README,
-    "Console input"): keys as they are typed from a terminal (cbreak mode:
-    no line editing or echo, Ctrl-C still interrupts), a pipe's bytes as
-    they come."""
+    "Console input") or, after Ctrl-A c, to the control prompt: keys as
+    they are typed from a terminal (cbreak mode: no line editing or echo,
+    Ctrl-C still interrupts), a pipe's bytes as they come."""
     try:
         fd = sys.stdin.fileno()
     except (OSError, ValueError):
@@ -364,11 +529,12 @@ def _typing_into(console: Console):
     saved = termios.tcgetattr(fd) if os.isatty(fd) else None
     if saved is not None:
         tty.setcbreak(fd)
+    keyboard = _Keyboard(console, control, echo=True)
 
     def forward() -> None:
         try:
             while data := os.read(fd, 1024):
-                console.send(data)
+                keyboard.type(data)
         except OSError:
             pass
     threading.Thread(target=forward, daemon=True).start()
@@ -379,6 +545,86 @@ def _typing_into(console: Console):
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
+class ControlServer:
+    """A Unix socket for `hvctl` (builder/hvctl.py): each connection sends
+    one command line and gets its answer line back, then is closed."""
+
+    REQUEST_MAX = 4096
+
+    def __init__(self, path: Path, control: ControlLine) -> None:
+        self.path, self.control = path, control
+        self._claim()
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.socket.bind(str(path))
+        except OSError as error:
+            self.socket.close()
+            raise BuildError(str(path), f"cannot open the control socket: {error.strerror}") from None
+        self.socket.listen()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _claim(self) -> None:
+        """A socket left by an hvrun that has ended is removed; one that
+        answers belongs to a running hvrun, and anything else is kept."""
+        if not self.path.exists() and not self.path.is_symlink():
+            return
+        if not self.path.is_socket():
+            raise BuildError(str(self.path), "exists and is not a socket: give --control-socket another path")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(self.path))
+        except ConnectionRefusedError:
+            self.path.unlink()
+            return
+        except OSError:
+            return
+        finally:
+            probe.close()
+        raise BuildError(str(self.path), "another hvrun is listening there: give --control-socket another path")
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:             # closed
+                return
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection:
+            request = b""
+            try:
+                while b"\n" not in request and len(request) < self.REQUEST_MAX:
+                    data = connection.recv(self.REQUEST_MAX)
+                    if not data:
+                        break
+                    request += data
+                line = request.split(b"\n", 1)[0].decode("ascii", "replace").rstrip("\r")
+                try:
+                    answer = self.control.command(line)
+                except (ConnectionError, TimeoutError, ValueError) as error:
+                    answer = f"error: {error}"
+                connection.sendall(answer.encode() + b"\n")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.socket.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+    def __enter__(self) -> ControlServer:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
+def default_control_socket(image: Path) -> Path:
+    """Where hvrun listens for hvctl: $HVCTL_SOCKET, else beside the image."""
+    return Path(os.environ.get("HVCTL_SOCKET", image.parent / "control.sock"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hvrun", description="Boot an hvbuild image in an emulator.")
     parser.add_argument("image", type=Path, nargs="?", default=Path("build/hv.elf"),
@@ -386,6 +632,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", choices=sorted(TARGETS), help="force a target")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help=f"seconds before the run is killed (default {DEFAULT_TIMEOUT_S})")
+    parser.add_argument("--control-socket", type=Path,
+                        help="where hvctl reaches the control console "
+                             "(default: $HVCTL_SOCKET, else control.sock beside the image)")
     args = parser.parse_args(argv)
     if not args.image.is_file():
         print(f"hvrun: error: {args.image}: no such image (run hvbuild first)", file=sys.stderr)
@@ -393,7 +642,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         target, why = choose_target(args.target, args.image)
         print(f"hvrun: target {target.name}: {target.description}; {why}", flush=True)
-        with Run(args.image, target, args.timeout, echo=True) as console, _typing_into(console):
+        socket_path = args.control_socket or default_control_socket(args.image)
+        run = Run(args.image, target, args.timeout, echo=True)
+        with run as console, ControlServer(socket_path, run.control), _typing_into(console, run.control):
+            print(f"hvrun: control console: Ctrl-A c, or hvctl --socket {socket_path} COMMAND",
+                  flush=True)
             console.run_to_end()
     except BuildError as error:
         print(f"hvrun: error: {error}", file=sys.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder import fw_cfg, hw, msrs, vcpu
+from builder import control, fw_cfg, hw, msrs, vcpu
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,7 @@ GUEST = Record("GUEST", [
     *(Field(name, size) for name, size in vcpu.record_fields()),
     Field("msrs", msrs.RECORD_SIZE),    # the MSRs kept here, one slot each (builder/msrs.py)
     Field("state", 1),
+    Field("paused", 1),          # non-zero: the control console paused it; the scheduler passes it over
     Field("launched", 1),
     Field("expects_exit", 1),    # non-zero: the config gave expect_exit
     Field("line_length", 1),
@@ -147,6 +148,8 @@ GUEST = Record("GUEST", [
     # The virtual PC's interrupts and timers (hv/core/events.s.j2, hv/devices/)
     Field("timer_deadline", 8),  # TSC of the guest's earliest device timer event (NO_DEADLINE: none)
     Field("credit", 8),          # TSC cycles it may still run this round (hv/core/sched.s.j2), signed
+    Field("share", 8),           # its weight: a round's credit is share time slices (config share)
+    Field("cpu_cycles", 8),      # TSC cycles it ran since boot, its exits' handling included
     Field("intr_line", 1),       # an interrupt or NMI waits for delivery (guest_intr_update)
     Field("intr_tpr_held", 1),   # an APIC interrupt waits that only the TPR holds back
     Field("port_b", 1),          # port 0x61 (PC/AT system control port B): gate 2, speaker
@@ -198,6 +201,7 @@ HV = Record("HV", [
     Field("memory_upper_kib", 8),  # multiboot mem_upper, for the memory check
     Field("boot_magic", 8),        # EAX at entry: the multiboot loader's magic
     Field("preemption_rate", 8),   # VMX: the preemption timer counts every 2^rate TSC cycles
+    Field("preemption_round", 8),  # VMX: 2^(rate+1) - 1, added to a wait so the timer is never early
     Field("slice_deadline", 8),    # TSC at which the running guest's time slice ends (VMX)
     Field("run_start", 8),         # TSC at which the running guest's run began
     Field("timer_deadline", 8),    # SVM: TSC for which the host PIT's one-shot is armed
@@ -229,6 +233,12 @@ HV = Record("HV", [
     Field("physical_address_mask", 8),  # 2^MAXPHYADDR - 1 (CPUID 0x80000008), for the MTRR checks
     Field("input_guest", 8),       # guest record whose COM1 receives the console's input
     Field("input_escape", 8),      # non-zero: the last input byte was CONSOLE_INPUT_ESCAPE
+    Field("console_port", 8),      # the UART console output goes to: COM1, COM2 for control answers
+    Field("control_port", 8),      # the control console's UART (COM2), or 0: the machine has none
+    Field("control_length", 8),    # bytes of the command line received so far
+    Field("control_overflow", 8),  # non-zero: the line outgrew control_line (its bytes are dropped)
+    Field("control_line", control.LINE_SIZE),  # the command line, NUL-terminated once complete
+    Field("control_argv", 8 * control.ARGS_MAX),  # its words, split in place (hv/core/control.s.j2)
     # The backend chosen at boot, as the core calls it (hv/core/arch.s.j2)
     Field("arch_run_guest", 8),
     Field("arch_resume_guest", 8),

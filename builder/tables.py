@@ -6,7 +6,7 @@ bitmaps and the symbol table the crash reporter searches.
 from __future__ import annotations
 
 from builder import cmos, devices, fw_cfg, hw, msrs, vcpu, vmcs
-from builder.config import StartMode
+from builder.config import DEFAULT_SHARE, StartMode
 from builder.guest_images import GuestImage
 from builder.layout import GDT_ENTRIES, TSS_SIZE, GuestLayout, Layout
 from builder.paging import guest_identity_map
@@ -157,26 +157,27 @@ def exit_tables(layout: Layout, labels: dict[str, int]) -> dict[str, bytes]:
 
 
 def hv_record(layout: Layout) -> bytes:
-    return HV.pack(vmxon_region=layout.rwdata.get("vmxon", 0), input_guest=layout.rwdata["guests"])
+    return HV.pack(vmxon_region=layout.rwdata.get("vmxon", 0), input_guest=layout.rwdata["guests"],
+                   console_port=hw.COM1_BASE)
 
 
 def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int,
-                 registers: tuple[tuple[str, int], ...] = (), expect_exit: int | None = None) -> bytes:
+                 registers: tuple[tuple[str, int], ...] = (), expect_exit: int | None = None,
+                 share: int = DEFAULT_SHARE) -> bytes:
     """A guest's record as the guest starts: also what a restart copies back.
     `registers`: general registers the image starts with (multiboot: EAX, EBX)."""
     uart_reset = bytes([0, 0, 0, hw.UART_LCR_8N1, 0,
                         hw.UART_LSR_THRE | hw.UART_LSR_TEMT, hw.UART_MSR_IDLE, 0])
     restart = guest.restart
-    return GUEST.pack(vmcs=guest.vmcs or 0, init_table=guest.vmcs_init or 0,
+    return GUEST.pack(share=share, vmcs=guest.vmcs or 0, init_table=guest.vmcs_init or 0,
                       exit_counters=guest.exit_counters,
                       init_count=layout.guest_entries, vmcb=guest.vmcb or 0, state=GUEST_RUNNABLE,
                       name=guest.name.encode(), uart_regs=uart_reset,
                       xsave_area=guest.xsave_area, **vcpu.reset_values(), **devices.reset_fields(),
                       msrs=msrs.record_reset(),
                       max_restarts=max_restarts, memory_base=guest.memory_base,
-                      memory_size=guest.memory_size, restart_image=restart.image if restart else 0,
-                      restart_record=restart.record if restart else 0,
-                      restart_vmcb=restart.vmcb or 0 if restart else 0, **dict(registers),
+                      memory_size=guest.memory_size, restart_image=restart.image,
+                      restart_record=restart.record, restart_vmcb=restart.vmcb or 0, **dict(registers),
                       expects_exit=int(expect_exit is not None), expect_exit=expect_exit or 0,
                       cmos=cmos.image(guest.memory_size), fw_cfg_items=fw_cfg.data(guest.memory_size),
                       i8042_command_byte=hw.I8042_CTR_POWER_ON,

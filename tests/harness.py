@@ -67,6 +67,15 @@ def booted(elf_path: Path, target: str = "bochs", timeout: float = BOOT_TIMEOUT_
         yield console
 
 
+@contextmanager
+def machine(elf_path: Path, target: str, timeout: float = BOOT_TIMEOUT_S):
+    """Boot the image; yield its Run: `console` (COM1) and `control` (the
+    control console on COM2).  The emulator is gone afterwards."""
+    run = Run(elf_path, TARGETS[target], timeout)
+    with run:
+        yield run
+
+
 def boot_to_end(elf_path: Path, target: str = "bochs",
                 rtc_start: datetime.datetime | None = None) -> list[str]:
     """Boot the image and return every console line once it powered off."""

@@ -375,3 +375,37 @@ def test_source_lines_leave_out_blank_and_comment_lines(tmp_path):
     template = tmp_path / "t.s.j2"
     template.write_text("# a header\n\nlabel:\n    mov eax, 1          # a reason\n    {# jinja #}\n    ret\n")
     assert source_lines([template]) == 3
+
+
+def test_the_share_configs_give_each_guest_its_share_and_whole_rounds(tmp_path):
+    (tmp_path / "storm.toml").write_text(configs.shares(4, "storm", "vmx"))
+    (tmp_path / "compute.toml").write_text(configs.shares(2, "compute", "auto"))
+    storm = build.build(config.load(tmp_path / "storm.toml")).config
+    compute = build.build(config.load(tmp_path / "compute.toml")).config
+    assert [(g.name, g.share) for g in storm.guests] == [
+        ("weighted00", 1), ("weighted01", 3), ("weighted02", 2), ("storm", 1)]
+    assert configs.share_total(4, "storm") == 7 and configs.share_total(2, "compute") == 4
+    # a window of SHARE_ROUNDS whole rounds: every guest's shares, in time slices
+    units = {g.image.heartbeats for g in storm.guests if g.image.program == "bench_share"}
+    assert units == {configs.SHARE_ROUNDS * 7 * config.DEFAULT_TIME_SLICE // guest_images.BENCH_SHARE_UNIT}
+    assert [g.image.heartbeats for g in storm.guests if g.image.program == "bench_storm"] == [
+        2 * configs.SHARE_ROUNDS]
+    assert [g.image.program for g in compute.guests] == ["bench_share", "bench_share"]
+
+
+# What Bochs printed for three guests with shares 1, 3 and 2 under VMX.
+SHARE_RUN = """\
+[weighted01] weighted run 2398022 window 4800000 from 59448067
+[weighted02] weighted run 1598486 window 4800000 from 59848283
+[weighted00] weighted run 799410 window 4800000 from 60048419
+""".splitlines()
+
+
+def test_weighted_shares_compare_each_guests_part_with_its_shares():
+    ratios = figures.weighted_shares(figures.records(SHARE_RUN),
+                                     {"weighted00": 1, "weighted01": 3, "weighted02": 2}, 6)
+    assert ratios == pytest.approx({"weighted00": 799410 / 800000, "weighted01": 2398022 / 2400000,
+                                    "weighted02": 1598486 / 1600000})
+    assert figures.share_deviation(ratios) == pytest.approx(1 - 1598486 / 1600000)
+    with pytest.raises(figures.BenchError, match="no weighted record from weighted03"):
+        figures.weighted_shares(figures.records(SHARE_RUN), {"weighted03": 1}, 1)

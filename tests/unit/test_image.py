@@ -183,16 +183,21 @@ def test_the_hypervisor_maps_only_itself_with_w_xor_x(three):
     assert code and all(layout.text <= a < layout.text + result.text_size for a in code)
     assert all(not pages[a] & hw.PTE_WRITABLE for a in code)
     for guest in layout.guests:
-        # a guest's memory read-only (the MMIO decoder reads instructions and
-        # page tables there), every page of it; its EPT and NPT not at all
+        # a guest's memory writable (a restart copies its pristine image over
+        # it; the MMIO decoder reads instructions and page tables there), that
+        # image read-only, every page of both and neither executable; its EPT
+        # and NPT not at all
         mapped = [a for a in pages if guest.memory_base <= a < guest.memory_base + guest.memory_size]
-        assert len(mapped) == guest.memory_size // PAGE
-        assert not any(pages[a] & hw.PTE_WRITABLE for a in mapped)
+        pristine = [a for a in pages if guest.restart.image <= a < guest.restart.image + guest.memory_size]
+        assert len(mapped) == len(pristine) == guest.memory_size // PAGE
+        assert all(pages[a] & hw.PTE_WRITABLE and pages[a] & hw.PTE_NX for a in mapped)
+        assert not any(pages[a] & hw.PTE_WRITABLE for a in pristine)
         assert guest.ept.pml4 not in pages and guest.npt.pml4 not in pages
         assert pages[guest.vmcb] & hw.PTE_WRITABLE and pages[guest.vmcs] & hw.PTE_WRITABLE
     # Beyond itself only the I/O APIC (the SVM time slice) and the local
     # APIC (the EOI of a host interrupt under VMX), uncached.
-    guest_pages = {a for g in layout.guests for a in range(g.memory_base, g.memory_base + g.memory_size, PAGE)}
+    guest_pages = {a for g in layout.guests for base in (g.memory_base, g.restart.image)
+                   for a in range(base, base + g.memory_size, PAGE)}
     outside = [a for a in pages if a >= layout.mapped_end and a not in guest_pages]
     assert outside == [hw.IOAPIC_BASE, hw.LAPIC_BASE]
     assert all(pages[page] & hw.PTE_PCD for page in outside)
@@ -250,7 +255,7 @@ def test_capstone_reads_back_what_the_templates_say(three):
                                                      "r8", "rdi", "rsi", "rbp", "rbx", "rdx", "rcx", "rax")]
     assert exit_entry[15:17] == ["mov rbx, rsp", f"mov rsp, {result.layout.stack_top:#x}"]
     assert "mov ecx, 0x3c" in disassemble(result, "console_put_hex", 12)
-    resume = disassemble(result, "vmx_resume_guest", 40)
+    resume = disassemble(result, "vmx_resume_guest", 41)
     assert resume[:3] == ["rdtsc", "shl rdx, 0x20", "or rdx, rax"]      # now, for the deadlines
     assert resume[4] == "jae " + hex(result.labels["vmx_resume_timers"])
     assert resume[6] == "jne " + hex(result.labels["vmx_resume_interrupt"])
@@ -350,13 +355,15 @@ def test_the_assembler_accepts_the_safe_forms_and_they_assemble_right():
                        "mov ecx, 0x3c"]
 
 
-def test_a_restartable_guest_has_a_pristine_copy_of_its_memory_record_and_vmcb(tmp_path):
+def test_every_guest_has_a_pristine_copy_of_its_memory_record_and_vmcb(tmp_path):
+    """What a restart copies back, by its fault policy or the control
+    console's `restart`."""
     text = THREE_GUESTS.replace('builtin = "scanner"', 'builtin = "scanner"\non_fault = "restart"\nmax_restarts = 4')
     (tmp_path / "hv.toml").write_text(text)
     result = build.build(config.load(tmp_path / "hv.toml"))
     image = LoadedImage(result.elf)
     b = result.layout.guests[1]
-    assert [g.restart is not None for g in result.layout.guests] == [False, True, False]
+    assert len({g.restart.image for g in result.layout.guests}) == len(result.layout.guests)
     def memory(base):           # page by page: the image splits guest memory into segments
         return b"".join(image.read(base + offset, PAGE) for offset in range(0, b.memory_size, PAGE))
     assert memory(b.restart.image) == memory(b.memory_base)
