@@ -290,11 +290,10 @@ def _place_static_data(memory: _Memory, config: Config, layout: Layout, labels: 
             for address, table in paging.nested_tables(guest, guest.npt, paging.NPT_DIRECTORY,
                                                        paging.NPT_LEAF).items():
                 memory.place(address, table)
-        for base in (guest.memory_base, guest.restart.image):
-            for segment in image.segments:
-                memory.place(base + segment.address, segment.data)
-            for gpa, data in tables.guest_startup(guest, image).items():
-                memory.place(base + gpa, data)
+        for segment in image.segments:
+            memory.place(guest.memory_base + segment.address, segment.data)
+        for gpa, data in tables.guest_startup(guest, image).items():
+            memory.place(guest.memory_base + gpa, data)
 
 
 def _hv_mappings(layout: Layout, text_size: int) -> list[tuple[int, int, int]]:
@@ -344,8 +343,8 @@ def _segments(memory: _Memory, layout: Layout, text_size: int) -> list[elf.LoadS
     for guest in layout.guests:
         segments += memory.segments(guest.memory_base, guest.memory_base + guest.memory_size,
                                     r | w | x)
-    for guest in layout.guests:
-        segments += memory.segments(guest.restart.image, guest.restart.image + guest.memory_size, r)
+    for guest in layout.guests:     # filled at boot from the guest's memory (boot/multiboot.s.j2)
+        segments.append(elf.LoadSegment(guest.restart.image, b"", guest.memory_size, r))
     return segments
 
 
