@@ -9,6 +9,7 @@ target (on Bochs only under `-m slow`: minutes of wall time there)."""
 
 import re
 
+import pexpect
 import pytest
 from harness import booted, build_image, guest_lines, guest_table
 
@@ -151,3 +152,51 @@ def test_debians_stock_kernel_boots_to_init_on_bochs(tmp_path, stock_kernel, ini
         console.expect(r"\[hv\] powering off")
         lines = console.run_to_end()
     assert_booted_and_reported(lines, "debian", slow_target)
+
+
+SHELL_READY_TRIES = 10
+
+
+def shell_ready(console, name):
+    """Wait until `name`'s shell runs what it is given: what comes before
+    busybox sh has set up its line editing may be lost, as on a terminal."""
+    for attempt in range(SHELL_READY_TRIES):
+        console.send(f"echo {name} ready {attempt} $((2 + 2))\n")
+        try:
+            console.expect(rf"\[{name}\] {name} ready {attempt} 4\b", timeout=5)
+            return
+        except pexpect.TIMEOUT:
+            continue
+    raise AssertionError(f"{name}'s shell never answered")
+
+
+def test_a_user_types_into_one_linux_shell_at_a_time(tmp_path, small_kernel, initramfs):
+    """The console's input goes to one guest at a time (README, "Console
+    input"): a command typed into the first Linux guest's shell runs
+    there, Ctrl-A n gives the keyboard to the second, and neither shell
+    sees what was typed into the other.  On the qemu target: the same
+    hypervisor paths as test_console_input.py on every target, with a real
+    shell and its tty behind the UART."""
+    shell = f"{CONSOLE} init.then=shell"
+    config = (guest_table("left", LINUX_MEMORY, linux=small_kernel, initrd=initramfs, cmdline=shell)
+              + guest_table("right", LINUX_MEMORY, linux=small_kernel, initrd=initramfs, cmdline=shell))
+    with booted(build_image(tmp_path, config), "qemu", timeout=LINUX_TIMEOUT_S["qemu"]) as console:
+        console.expect(r"\[left\] init: shell")
+        console.expect(r"\[right\] init: shell")
+        shell_ready(console, "left")
+        console.send("echo typed into $((6 * 7))\n")
+        console.expect(r"\[left\] typed into 42")
+        console.send("\x01n")
+        console.expect(re.escape("[hv] input goes to right"))
+        shell_ready(console, "right")
+        console.send("echo other shell $((5 * 5))\n")
+        console.expect(r"\[right\] other shell 25")
+        console.send("poweroff -f\n")
+        console.expect(r"\[hv\] right ")
+        console.send("\x01n")
+        console.expect(re.escape("[hv] input goes to left"))
+        console.send("poweroff -f\n")
+        console.expect(r"\[hv\] powering off")
+        lines = console.run_to_end()
+    assert not [line for line in guest_lines(lines, "right") if "typed" in line or "left" in line]
+    assert not [line for line in guest_lines(lines, "left") if "other" in line or "right" in line]
