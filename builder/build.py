@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import cmos, control, cpuid, devices, elf, fw_cfg, hw, isolation, msrs, paging, svm, tables, vcpu, vmcs
+from builder import cmos, control, cpuid, devices, elf, pool, fw_cfg, hw, isolation, msrs, paging, svm, tables, vcpu, vmcs
 from builder.assemble import assemble
 from builder.config import Config
 from builder.errors import BuildError
@@ -67,6 +67,7 @@ class BuildResult:
     code_size: int
     text_size: int
     elf: bytes
+    pool: pool.Plan | None = None       # the storage pool as this build leaves it (write_outputs)
 
     def report(self) -> str:
         return _report(self)
@@ -181,9 +182,19 @@ def render_hypervisor(config: Config, layout: Layout, test_hooks: frozenset[str]
                   test_hooks=test_hooks, config=config)
 
 
-def build(config: Config, *, test_hooks: frozenset[str] = frozenset()) -> BuildResult:
+def build(config: Config, *, test_hooks: frozenset[str] = frozenset(),
+          release: tuple[str, ...] = ()) -> BuildResult:
     """Build the image for `config`.  `test_hooks` enables template blocks
-    that exist only for the boot tests (e.g. a deliberate hypervisor fault)."""
+    that exist only for the boot tests (e.g. a deliberate hypervisor fault).
+    The storage pool is read, not written (write_outputs writes it); its
+    disks named in `release` ("GUEST/DISK", gone from the config) are freed."""
+    storage = config.storage
+    if storage is None and release:
+        raise BuildError(config.source, "--release needs a [storage] pool")
+    pool_plan = None
+    if storage is not None:
+        disks = [(guest.name, disk.name, disk.size, disk.where) for guest in config.guests for disk in guest.disks]
+        pool_plan = pool.plan(storage.pool, storage.size, disks, release)
     images = tuple(load_image(guest, f"{config.source}: guest[{i}]", config.hypervisor.backend)
                    for i, guest in enumerate(config.guests))
     modes = [image.mode for image in images]
@@ -211,7 +222,7 @@ def build(config: Config, *, test_hooks: frozenset[str] = frozenset()) -> BuildR
     segments = _segments(memory, layout, len(text))
     image = elf.write_elf(segments, labels["boot_entry"], (layout.text, len(assembly.code)), labels)
     isolation.check(image, layout, config.source)     # refuse an image whose guests are not isolated
-    return BuildResult(config, layout, images, labels, len(assembly.code), len(text), image)
+    return BuildResult(config, layout, images, labels, len(assembly.code), len(text), image, pool_plan)
 
 
 class _Memory:
@@ -362,11 +373,29 @@ def _report(result: BuildResult) -> str:
                      f"{image.mode.value} mode, entry {image.entry:#x}, VPID/ASID {guest.vpid}"
                      + (f", EPTP {guest.ept.ept_pointer:#x}" if guest.ept else "")
                      + (f", nCR3 {guest.npt.pml4:#x}" if guest.npt else ""))
+    if result.pool is not None:
+        lines += ["", *pool_report(result.pool)]
     return "\n".join(lines) + "\n"
 
 
+def pool_report(plan: pool.Plan) -> list[str]:
+    """The storage pool's lines of the build report (and of hvbuild's output)."""
+    header = plan.header
+    used = sum(e.size for e in header.extents)
+    lines = [f"storage pool {plan.path}: {header.size >> 20} MiB, "
+             f"{(header.size - pool.HEADER_SIZE - used) >> 20} MiB free"
+             + (" (created)" if plan.creates else "")]
+    for extent in header.extents:
+        how = ("new, zeroed" if extent in plan.fresh
+               else "not in the config: kept until --release" if extent in plan.kept else "kept")
+        lines.append(f"  {extent.key}: {extent.size >> 20} MiB at byte {extent.start:#x} ({how})")
+    return lines
+
+
 def write_outputs(result: BuildResult, out_dir: Path, *, iso: bool = True) -> list[Path]:
-    """Write hv.elf, build-report.txt and (unless `iso` is false) hv.iso."""
+    """Write hv.elf, build-report.txt and (unless `iso` is false) hv.iso,
+    and the storage pool's new allocation (builder/pool.py) once they are
+    ready, before they replace the old outputs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".hvbuild-", dir=out_dir))
     try:
@@ -374,6 +403,8 @@ def write_outputs(result: BuildResult, out_dir: Path, *, iso: bool = True) -> li
         (staging / "build-report.txt").write_text(result.report())
         if iso:
             make_iso(staging / "hv.elf", staging / "hv.iso")
+        if result.pool is not None:
+            pool.commit(result.pool)
         written = []
         for item in sorted(staging.iterdir()):
             target = out_dir / item.name

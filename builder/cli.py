@@ -21,9 +21,11 @@ def hvbuild(argv: list[str] | None = None) -> int:
                         help="output directory (default: build/)")
     parser.add_argument("--no-iso", action="store_true",
                         help="write only hv.elf and the report, not the GRUB ISO")
+    parser.add_argument("--release", action="append", default=[], metavar="GUEST/DISK",
+                        help="free a disk the config no longer has in the storage pool (its data is lost)")
     args = parser.parse_args(argv)
     try:
-        result = build.build(config.load(args.config))
+        result = build.build(config.load(args.config), release=tuple(args.release))
         written = build.write_outputs(result, args.output, iso=not args.no_iso)
     except BuildError as error:
         print(f"hvbuild: error: {error}", file=sys.stderr)
@@ -33,6 +35,8 @@ def hvbuild(argv: list[str] | None = None) -> int:
           f"machine memory {layout.machine_memory >> 20} MiB")
     for path in written:
         print(f"  {path}")
+    if result.pool is not None:
+        print("\n".join(build.pool_report(result.pool)))
     return 0
 
 

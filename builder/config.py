@@ -19,6 +19,7 @@ from builder.errors import BuildError
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
+TIB = 1024 * GIB
 
 GUEST_MEMORY_MIN = 64 * KIB
 GUEST_MEMORY_MAX = 1 * GIB
@@ -95,6 +96,25 @@ class LinuxImage:
 
 
 CMDLINE_MAX = 4000                      # bytes; the boot information page holds it
+# Storage (builder/pool.py): disks are whole MiB of one pool file.
+DISK_SIZE_MIN = MIB
+DISK_SIZE_MAX = 1 * TIB
+DISKS_PER_GUEST_MAX = 4
+POOL_SIZE_MIN = 2 * MIB                 # its header's MiB and one disk
+POOL_SIZE_MAX = 16 * TIB
+
+
+@dataclass(frozen=True)
+class DiskConfig:
+    name: str                   # NAME_PATTERN, unique in its guest
+    size: int                   # bytes, whole MiB
+    where: str                  # its config key, for messages
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    pool: Path                  # the pool file (builder/pool.py)
+    size: int | None            # the pool's size when hvbuild creates (or grows) it
 
 GuestImageSpec = BuiltinImage | ElfImage | FlatImage | MultibootImage | LinuxImage
 
@@ -109,6 +129,7 @@ class GuestConfig:
     max_restarts: int = 0       # restarts allowed with on_fault = "restart"
     expect_exit: int | None = None  # the exit code hvrun's verdict expects, if any
     share: int = DEFAULT_SHARE  # its weight for CPU time, SHARE_MIN-SHARE_MAX
+    disks: tuple[DiskConfig, ...] = ()   # extents of the storage pool
 
 
 BACKENDS = ("vmx", "svm")       # Intel VT-x, AMD-V
@@ -131,6 +152,7 @@ class Config:
     source: str                 # file name for messages
     hypervisor: HypervisorConfig
     guests: tuple[GuestConfig, ...]
+    storage: StorageConfig | None = None
 
 
 def load(path: Path | None = None) -> Config:
@@ -149,7 +171,7 @@ def load(path: Path | None = None) -> Config:
 
 
 def parse(raw: dict[str, Any], label: str, base_dir: Path) -> Config:
-    _check_keys(raw, {"hypervisor", "guest"}, label)
+    _check_keys(raw, {"hypervisor", "guest", "storage"}, label)
     hv_raw = raw.get("hypervisor", {})
     _check_type(hv_raw, dict, f"{label}: hypervisor", "a table")
     hypervisor = _parse_hypervisor(hv_raw, f"{label}: hypervisor")
@@ -175,7 +197,49 @@ def parse(raw: dict[str, Any], label: str, base_dir: Path) -> Config:
                              f"{guest.image.program!r} times its backend's own hypercall instruction "
                              "(VMCALL or VMMCALL): set [hypervisor] backend to "
                              + " or ".join(repr(b) for b in BACKENDS))
-    return Config(label, hypervisor, tuple(guests))
+    storage = None
+    if "storage" in raw:
+        _check_type(raw["storage"], dict, f"{label}: storage", "a table")
+        storage = _parse_storage(raw["storage"], f"{label}: storage", base_dir)
+    for index, guest in enumerate(guests):
+        if guest.disks and storage is None:
+            raise BuildError(f"{label}: guest[{index}].disks", "disks need a pool: add [storage] pool = \"FILE\"")
+    return Config(label, hypervisor, tuple(guests), storage)
+
+
+def _parse_storage(raw: dict[str, Any], where: str, base_dir: Path) -> StorageConfig:
+    _check_keys(raw, {"pool", "size"}, where)
+    if "pool" not in raw:
+        raise BuildError(f"{where}.pool", "missing: the pool file's name")
+    _check_type(raw["pool"], str, f"{where}.pool", "a string")
+    size = None
+    if "size" in raw:
+        size = _parse_size(raw["size"], f"{where}.size", POOL_SIZE_MIN, POOL_SIZE_MAX, MIB)
+    return StorageConfig((base_dir / raw["pool"]).resolve(), size)
+
+
+def _parse_disks(raw: Any, where: str) -> tuple[DiskConfig, ...]:
+    _check_type(raw, list, where, "an array of tables ({ name = \"root\", size = \"64M\" })")
+    if len(raw) > DISKS_PER_GUEST_MAX:
+        raise BuildError(where, f"{len(raw)} disks; at most {DISKS_PER_GUEST_MAX} per guest")
+    disks: list[DiskConfig] = []
+    for index, disk in enumerate(raw):
+        key = f"{where}[{index}]"
+        _check_type(disk, dict, key, "a table ({ name = \"root\", size = \"64M\" })")
+        _check_keys(disk, {"name", "size"}, key)
+        for needed in ("name", "size"):
+            if needed not in disk:
+                raise BuildError(f"{key}.{needed}", "missing")
+        name = disk["name"]
+        _check_type(name, str, f"{key}.name", "a string")
+        if not NAME_PATTERN.fullmatch(name):
+            raise BuildError(f"{key}.name", f"{name!r} must be 1-15 characters of a-z, 0-9, '_', '-', "
+                             "starting with a letter")
+        if any(other.name == name for other in disks):
+            raise BuildError(f"{key}.name", f"duplicate disk name {name!r}")
+        size = _parse_size(disk["size"], f"{key}.size", DISK_SIZE_MIN, DISK_SIZE_MAX, MIB)
+        disks.append(DiskConfig(name, size, f"{key}.size"))
+    return tuple(disks)
 
 
 def _parse_hypervisor(raw: dict[str, Any], where: str) -> HypervisorConfig:
@@ -195,7 +259,7 @@ def _parse_hypervisor(raw: dict[str, Any], where: str) -> HypervisorConfig:
 def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig:
     _check_keys(raw, {"name", "memory", "builtin", "elf", "flat", "multiboot", "linux", "load_address",
                       "entry", "mode", "heartbeats", "on_fault", "max_restarts", "cmdline",
-                      "modules", "initrd", "expect_exit", "share"}, where)
+                      "modules", "initrd", "expect_exit", "share", "disks"}, where)
     if "name" not in raw:
         raise BuildError(f"{where}.name", "missing: every guest needs a name")
     name = raw["name"]
@@ -225,7 +289,8 @@ def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig
         _check_int(expect_exit, f"{where}.expect_exit", 0, (1 << 63) - 1)
     share = raw.get("share", DEFAULT_SHARE)
     _check_int(share, f"{where}.share", SHARE_MIN, SHARE_MAX)
-    return GuestConfig(name, memory, image, mode, on_fault, max_restarts, expect_exit, share)
+    disks = _parse_disks(raw.get("disks", []), f"{where}.disks")
+    return GuestConfig(name, memory, image, mode, on_fault, max_restarts, expect_exit, share, disks)
 
 
 def _parse_image(raw: dict[str, Any], where: str, base_dir: Path,
@@ -312,25 +377,34 @@ def _parse_linux(raw: dict[str, Any], path: Path, where: str, base_dir: Path,
     return LinuxImage(path, cmdline, initrd)
 
 
-def _parse_size(value: Any, where: str) -> int:
-    """Sizes are an integer of bytes or a string like "256K", "1M", "1G"."""
+def _parse_size(value: Any, where: str, low: int = GUEST_MEMORY_MIN, high: int = GUEST_MEMORY_MAX,
+                granule: int = GUEST_MEMORY_GRANULE) -> int:
+    """Sizes are an integer of bytes or a string like "256K", "1M", "1G";
+    between `low` and `high`, a multiple of `granule` (default: a guest's
+    memory)."""
     if isinstance(value, str):
-        match = re.fullmatch(r"(\d+)\s*([KMG])i?B?", value.strip(), re.IGNORECASE)
+        match = re.fullmatch(r"(\d+)\s*([KMGT])i?B?", value.strip(), re.IGNORECASE)
         if not match:
             raise BuildError(where, f"{value!r} is not a size (write e.g. \"256K\" or \"4M\")")
-        size = int(match.group(1)) * {"K": KIB, "M": MIB, "G": GIB}[match.group(2).upper()]
+        size = int(match.group(1)) * {"K": KIB, "M": MIB, "G": GIB, "T": TIB}[match.group(2).upper()]
     elif isinstance(value, int) and not isinstance(value, bool):
         size = value
     else:
         raise BuildError(where, f"{value!r} is not a size (write e.g. \"256K\" or \"4M\")")
-    if size < GUEST_MEMORY_MIN:
-        raise BuildError(where, f"{size} bytes is too small; a guest needs at least "
-                         f"{GUEST_MEMORY_MIN // KIB}K")
-    if size > GUEST_MEMORY_MAX:
-        raise BuildError(where, f"{size} bytes is too large; at most {GUEST_MEMORY_MAX // MIB}M per guest")
-    if size % GUEST_MEMORY_GRANULE:
-        raise BuildError(where, f"{size} bytes is not a multiple of 4K")
+    if size < low:
+        raise BuildError(where, f"{size} bytes is too small; at least {_size_text(low)}")
+    if size > high:
+        raise BuildError(where, f"{size} bytes is too large; at most {_size_text(high)}")
+    if size % granule:
+        raise BuildError(where, f"{size} bytes is not a multiple of {_size_text(granule)}")
     return size
+
+
+def _size_text(size: int) -> str:
+    for suffix, unit in (("T", TIB), ("G", GIB), ("M", MIB), ("K", KIB)):
+        if size % unit == 0:
+            return f"{size // unit}{suffix}"
+    return f"{size} bytes"
 
 
 def _check_keys(raw: dict[str, Any], allowed: set[str], where: str) -> None:
