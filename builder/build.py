@@ -16,7 +16,7 @@ from pathlib import Path
 
 from builder import cmos, control, cpuid, devices, elf, pool, fw_cfg, hw, isolation, msrs, paging, svm, tables, vcpu, vmcs
 from builder.assemble import assemble
-from builder.config import Config
+from builder.config import MIB, Config
 from builder.errors import BuildError
 from builder.guest_images import HYPERCALLS, GuestImage
 from builder.guest_images import load as load_image
@@ -86,7 +86,9 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     constants = {**hw.asm_constants(), **GUEST.asm_constants(), **HV.asm_constants(),
                  **CAPS.asm_constants(), **devices.asm_constants(), **cmos.asm_constants(),
                  **fw_cfg.asm_constants(), **mmio_asm_constants(), **msrs.asm_constants(),
-                 **control.asm_constants()}
+                 **control.asm_constants(), "POOL_HEADER_SECTORS": pool.HEADER_SECTORS,
+                 "POOL_HEADER_BYTES": pool.HEADER_BYTES,
+                 "MIB_SECTORS_SHIFT": (MIB // pool.SECTOR_SIZE).bit_length() - 1}
     constants.update({f"LAYOUT_{name.upper()}": address for name, address in
                       {**layout.rodata, **layout.rwdata}.items()})
     # keystone keeps one symbol of [A + B] (see builder.assemble), so each
@@ -179,6 +181,7 @@ def render_hypervisor(config: Config, layout: Layout, test_hooks: frozenset[str]
                   exceptions_with_error_code=hw.EXCEPTIONS_WITH_ERROR_CODE,
                   control_commands=list(control.COMMANDS), control_usages=control.COMMANDS,
                   control_share_range=control.SHARE_RANGE,
+                  pool_disks=sum(len(guest.disks) for guest in config.guests),
                   test_hooks=test_hooks, config=config)
 
 
@@ -218,7 +221,7 @@ def build(config: Config, *, test_hooks: frozenset[str] = frozenset(),
 
     memory = _Memory()
     memory.place(layout.text, text)
-    _place_static_data(memory, config, layout, labels, images)
+    _place_static_data(memory, config, layout, labels, images, pool_plan)
     segments = _segments(memory, layout, len(text))
     image = elf.write_elf(segments, labels["boot_entry"], (layout.text, len(assembly.code)), labels)
     isolation.check(image, layout, config.source)     # refuse an image whose guests are not isolated
@@ -262,7 +265,7 @@ class _Memory:
 
 
 def _place_static_data(memory: _Memory, config: Config, layout: Layout, labels: dict[str, int],
-                       images: tuple[GuestImage, ...]) -> None:
+                       images: tuple[GuestImage, ...], result_pool: pool.Plan | None) -> None:
     ro, rw = layout.rodata, layout.rwdata
     for name, data in tables.exit_tables(layout, labels).items():
         memory.place(ro[name], data)
@@ -280,6 +283,8 @@ def _place_static_data(memory: _Memory, config: Config, layout: Layout, labels: 
         memory.place(guest.exit_counters, bytes(EXIT_COUNTERS * 8))
         memory.place(guest.restart.record, record)
     memory.place(ro["xsave_reset"], vcpu.xsave_area_reset())
+    if result_pool is not None:
+        memory.place(ro["pool_header"], pool.pack(result_pool.header))
     # Every bit set: every port and every MSR access exits.
     if "vmx" in layout.backends:
         memory.place(ro["vmcs_common"], vmcs.pack(vmcs.common_entries(layout, labels)))
@@ -392,10 +397,14 @@ def pool_report(plan: pool.Plan) -> list[str]:
     return lines
 
 
+POOL_POINTER = "hv.pool"        # beside hv.elf: the storage pool's path, for hvrun
+
+
 def write_outputs(result: BuildResult, out_dir: Path, *, iso: bool = True) -> list[Path]:
-    """Write hv.elf, build-report.txt and (unless `iso` is false) hv.iso,
-    and the storage pool's new allocation (builder/pool.py) once they are
-    ready, before they replace the old outputs."""
+    """Write hv.elf, build-report.txt, (unless `iso` is false) hv.iso and,
+    with a storage pool, hv.pool (its path, for hvrun), and the pool's new
+    allocation (builder/pool.py) once they are ready, before they replace
+    the old outputs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".hvbuild-", dir=out_dir))
     try:
@@ -404,7 +413,10 @@ def write_outputs(result: BuildResult, out_dir: Path, *, iso: bool = True) -> li
         if iso:
             make_iso(staging / "hv.elf", staging / "hv.iso")
         if result.pool is not None:
+            (staging / POOL_POINTER).write_text(f"{result.pool.path}\n")
             pool.commit(result.pool)
+        else:
+            (out_dir / POOL_POINTER).unlink(missing_ok=True)     # a pool the config no longer has
         written = []
         for item in sorted(staging.iterdir()):
             target = out_dir / item.name

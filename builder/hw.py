@@ -680,6 +680,37 @@ ASCII_REPLACEMENT = ord(".")              # shown for a guest's unprintable byte
 CONSOLE_INPUT_ESCAPE = 0x01
 CONSOLE_INPUT_NEXT = ord("n")
 
+# --- ATA (ATA/ATAPI-6, T13/1410D; PIO data-in protocol 9.7) ---------------
+# The storage pool's disk is the secondary channel's master (the primary
+# holds Bochs' CD-ROM): hvrun attaches it there.
+ATA_BASE = 0x170                          # command block of the secondary channel
+ATA_CONTROL = 0x376                       # its device control (write) / alternate status (read)
+ATA_DATA = 0
+ATA_SECTOR_COUNT = 2
+ATA_LBA_LOW = 3
+ATA_LBA_MID = 4
+ATA_LBA_HIGH = 5
+ATA_DEVICE = 6                            # bit 6: LBA, bit 4: device 1; LBA bits 27:24 in 3:0
+ATA_STATUS = 7                            # read; ATA_COMMAND on write
+ATA_COMMAND = 7
+ATA_DEVICE_LBA_MASTER = 0xE0              # LBA addressing, device 0 (bits 7 and 5 obsolete, set)
+ATA_LBA28_TOP_MASK = 0x0F                 # LBA bits 27:24, in the device register's low nibble
+ATA_CONTROL_NIEN = 0x02                   # no INTRQ: the driver polls
+ATA_STATUS_BSY = 0x80
+ATA_STATUS_DRDY = 0x40
+ATA_STATUS_DF = 0x20
+ATA_STATUS_DRQ = 0x08
+ATA_STATUS_ERR = 0x01
+ATA_STATUS_FLOATING = 0xFF                # no device: the bus floats high
+ATA_CMD_READ_SECTORS = 0x20
+ATA_CMD_IDENTIFY_DEVICE = 0xEC
+ATA_IDENTIFY_LBA28_SECTORS = 60 * 2       # IDENTIFY DEVICE words 60-61: sectors by LBA28
+ATA_SECTOR_WORDS = 256
+ATA_WAIT_POLLS = 10_000_000               # status reads before a device is given up on
+STORAGE_ABSENT = 0                        # HV.storage_state: no pool, or no disk
+STORAGE_FOREIGN = 1                       # a disk whose header is not this image's pool's
+STORAGE_READY = 2
+
 # --- Multiboot v1 (Multiboot Specification 0.6.96, 3.1.1 and 3.3) ----------
 MULTIBOOT_HEADER_MAGIC = 0x1BADB002
 MULTIBOOT_BOOTLOADER_MAGIC = 0x2BADB002

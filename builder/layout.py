@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder import cpuid, hw, msrs, vcpu
+from builder import cpuid, hw, msrs, pool, vcpu
 from builder.config import MIB, Config, StartMode
 from builder.errors import BuildError
 from builder.structs import CAPS, GUEST, HV
@@ -220,6 +220,8 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
     vmcs_init = [alloc.take(f"VMCS set-up {g.name}", guest_entries * VMCS_INIT_ENTRY) if has_vmx else None
                  for g in config.guests]
     rodata["xsave_reset"] = alloc.take("XSAVE area at reset", vcpu.XSAVE_AREA_SIZE, page)
+    if config.storage is not None:      # the pool's header as this build writes it (builder/pool.py)
+        rodata["pool_header"] = alloc.take("storage pool header as built", pool.HEADER_SECTORS_BYTES, 16)
     pristine_records = [alloc.take(f"guest record {g.name} as built", GUEST.size, 64) for g in config.guests]
     pristine_vmcbs = [alloc.take(f"VMCB {g.name} as built", page, page) if has_svm else None
                       for g in config.guests]
@@ -232,6 +234,8 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
     }
     exit_counters = [alloc.take(f"VM exits by reason {g.name}", EXIT_COUNTERS * 8, 64)
                      for g in config.guests]
+    if config.storage is not None:      # what the ATA driver reads the pool's header into
+        rwdata["ata_buffer"] = alloc.take("ATA sector buffer", pool.HEADER_SECTORS_BYTES, 16)
     if has_vmx:
         rwdata["vmxon"] = alloc.take("VMXON region", page, page)
     vmcs = [alloc.take(f"VMCS {g.name}", page, page) if has_vmx else None for g in config.guests]

@@ -40,6 +40,8 @@ HEADER_FORMAT = struct.Struct("<8sIIQQI4x")
 # guest, disk, first byte, size
 ENTRY_FORMAT = struct.Struct(f"<{NAME_SIZE}s{NAME_SIZE}sQQ16x")
 HEADER_BYTES = HEADER_FORMAT.size + MAX_DISKS * ENTRY_FORMAT.size
+HEADER_SECTORS = -(-HEADER_BYTES // SECTOR_SIZE)    # what the hypervisor reads back at boot
+HEADER_SECTORS_BYTES = HEADER_SECTORS * SECTOR_SIZE
 CHECKSUM_OFFSET = HEADER_FORMAT.size - 8
 ZERO_CHUNK = 4 * MIB
 

@@ -44,7 +44,7 @@ import pexpect.fdpexpect
 from elftools.elf.elffile import ELFFile
 
 from builder import hw
-from builder.build import make_iso
+from builder.build import POOL_POINTER, make_iso
 from builder.errors import BuildError
 from builder.render import PROJECT_ROOT
 
@@ -125,6 +125,22 @@ def choose_target(requested: str | None, elf_path: Path) -> tuple[Target, str]:
                             f"image's backends ({', '.join(sorted(backends))})")
     raise BuildError(str(elf_path), f"no emulator here runs its backends ({', '.join(sorted(backends))}): "
                      "run `make setup`")
+
+
+def image_pool(elf_path: Path) -> Path | None:
+    """The storage pool hvbuild built the image for (its hv.pool), or None."""
+    pointer = elf_path.with_name(POOL_POINTER)
+    if not pointer.is_file():
+        return None
+    path = Path(pointer.read_text().strip())
+    if not path.is_file():
+        raise BuildError(str(path), f"the storage pool {pointer} names is missing")
+    return path
+
+
+# Bochs' flat disk images take a geometry: 16 heads of 32 sectors make a
+# cylinder of 256 KiB, a pool (whole MiB) whole cylinders.
+BOCHS_DISK_HEADS, BOCHS_DISK_SECTORS = 16, 32
 
 
 def machine_memory_mib(elf_path: Path) -> int:
@@ -267,11 +283,14 @@ class Run:
 
     def __init__(self, elf_path: Path, target: Target, timeout: float = DEFAULT_TIMEOUT_S,
                  echo: bool = False, iso_path: Path | None = None,
-                 rtc_start: datetime.datetime | None = None) -> None:
+                 rtc_start: datetime.datetime | None = None, pool: Path | None | bool = True) -> None:
         """`rtc_start`: the UTC time the emulated machine's real-time clock
-        starts at (default: now)."""
+        starts at (default: now).  `pool`: the storage pool's file, attached
+        as the ATA disk the hypervisor drives (hv/drivers/ata.s.j2); True:
+        the one hvbuild named beside the image (hv.pool), if any."""
         self.elf_path, self.target, self.timeout, self.echo = elf_path, target, timeout, echo
         self.iso_path, self.rtc_start = iso_path, rtc_start
+        self.pool = image_pool(elf_path) if pool is True else pool or None
         self.workdir = Path(tempfile.mkdtemp(prefix="hvrun-"))
         self.process: subprocess.Popen | None = None
         self.console: Console | None = None
@@ -339,10 +358,15 @@ class Run:
         # local time: in UTC, for it.
         time0 = (int(self.rtc_start.replace(tzinfo=datetime.UTC).timestamp())
                  if self.rtc_start else None)
+        disk = None
+        if self.pool is not None:
+            cylinders = self.pool.stat().st_size // (BOCHS_DISK_HEADS * BOCHS_DISK_SECTORS * 512)
+            disk = {"path": self.pool.resolve(), "cylinders": cylinders, "heads": BOCHS_DISK_HEADS,
+                    "sectors": BOCHS_DISK_SECTORS}
         config = environment.get_template("bochsrc.j2").render(
             cpu_model=self.target.cpu_model, memory_mib=machine_memory_mib(self.elf_path),
             iso=iso.resolve(), log=self.workdir / "bochs.log", serial=serial, control=control,
-            time0=time0)
+            time0=time0, disk=disk)
         (self.workdir / "bochsrc").write_text(config)
         (self.workdir / "debugger.rc").write_text("c\n")     # Debian's build stops in its debugger
         with open(self.emulator_log, "wb") as stdout:
@@ -362,10 +386,14 @@ class Run:
         control, control_ours, control_theirs = self._serial_line()
         with open(self.emulator_log, "wb") as stdout:
             rtc = ["-rtc", f"base={self.rtc_start:%Y-%m-%dT%H:%M:%S}"] if self.rtc_start else []
+            # index 2: the secondary channel's master (hw.ATA_BASE); writeback: a
+            # write QEMU completed is in the host's page cache, which outlives QEMU
+            disk = (["-drive", f"file={self.pool.resolve()},format=raw,if=ide,index=2,cache=writeback"]
+                    if self.pool is not None else [])
             self._spawn([EMULATOR_COMMANDS["qemu"], *self.target.args, *rtc,
                          "-m", str(machine_memory_mib(self.elf_path)), "-display", "none",
                          "-no-reboot", "-monitor", "none", "-serial", str(serial),
-                         "-serial", str(control),
+                         "-serial", str(control), *disk,
                          "-device", f"isa-debug-exit,iobase={hw.QEMU_DEBUG_EXIT_PORT:#x},iosize=4",
                          "-kernel", str(self.elf_path.resolve())], (theirs, control_theirs), stdout)
         os.close(theirs)
@@ -632,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", choices=sorted(TARGETS), help="force a target")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help=f"seconds before the run is killed (default {DEFAULT_TIMEOUT_S})")
+    parser.add_argument("--pool", type=Path,
+                        help="the storage pool to attach as the ATA disk (default: the hv.pool beside the image)")
     parser.add_argument("--control-socket", type=Path,
                         help="where hvctl reaches the control console "
                              "(default: $HVCTL_SOCKET, else control.sock beside the image)")
@@ -643,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
         target, why = choose_target(args.target, args.image)
         print(f"hvrun: target {target.name}: {target.description}; {why}", flush=True)
         socket_path = args.control_socket or default_control_socket(args.image)
-        run = Run(args.image, target, args.timeout, echo=True)
+        run = Run(args.image, target, args.timeout, echo=True, pool=args.pool or True)
         with run as console, ControlServer(socket_path, run.control), _typing_into(console, run.control):
             print(f"hvrun: control console: Ctrl-A c, or hvctl --socket {socket_path} COMMAND",
                   flush=True)

@@ -233,6 +233,8 @@ HV = Record("HV", [
     Field("physical_address_mask", 8),  # 2^MAXPHYADDR - 1 (CPUID 0x80000008), for the MTRR checks
     Field("input_guest", 8),       # guest record whose COM1 receives the console's input
     Field("input_escape", 8),      # non-zero: the last input byte was CONSOLE_INPUT_ESCAPE
+    Field("storage_state", 8),     # STORAGE_*: what the ATA driver found (hv/drivers/ata.s.j2)
+    Field("storage_sectors", 8),   # the pool disk's sectors (IDENTIFY DEVICE)
     Field("console_port", 8),      # the UART console output goes to: COM1, COM2 for control answers
     Field("control_port", 8),      # the control console's UART (COM2), or 0: the machine has none
     Field("control_length", 8),    # bytes of the command line received so far

@@ -58,12 +58,13 @@ def binutils_guest(directory: Path, source: str, *, bits: int, flat: bool = Fals
 
 @contextmanager
 def booted(elf_path: Path, target: str = "bochs", timeout: float = BOOT_TIMEOUT_S,
-           rtc_start: datetime.datetime | None = None):
+           rtc_start: datetime.datetime | None = None, pool: Path | None | bool = True):
     """Boot the image; yield its console.  The emulator is gone afterwards.
-    `rtc_start`: the UTC time the machine's real-time clock starts at."""
+    `rtc_start`: the UTC time the machine's real-time clock starts at;
+    `pool`: the storage pool attached (Run: True, the image's own)."""
     if target == "bochs" and shutil.which("bochs") is None:
         raise RuntimeError("Bochs is not installed: run `make setup`")
-    with Run(elf_path, TARGETS[target], timeout, rtc_start=rtc_start) as console:
+    with Run(elf_path, TARGETS[target], timeout, rtc_start=rtc_start, pool=pool) as console:
         yield console
 
 

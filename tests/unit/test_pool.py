@@ -147,3 +147,12 @@ def test_the_header_round_trips_and_refuses_overlaps():
                                            pool.Extent("b", "root", 2 * MIB, MIB)))
     with pytest.raises(pool.BuildError, match="disk b/root's extent .* overlaps or leaves the pool"):
         pool.unpack(pool.pack(overlapping), "p")
+
+
+def test_hvbuild_names_the_pool_beside_the_image_for_hvrun(tmp_path):
+    config(tmp_path, {"alpha": '{ name = "root", size = "8M" }'})
+    assert hvbuild(tmp_path).returncode == 0
+    assert (tmp_path / "out" / "hv.pool").read_text() == f"{tmp_path / 'pool.img'}\n"
+    (tmp_path / "hv.toml").write_text(GUEST.format(name="alpha", disks=""))
+    assert hvbuild(tmp_path).returncode == 0
+    assert not (tmp_path / "out" / "hv.pool").exists(), "a pool the config no longer has stays named"

@@ -1,0 +1,56 @@
+"""The storage pool at run time (issue 11, first part): hvrun attaches the
+pool file as the ATA disk the hypervisor drives (hv/drivers/ata.s.j2),
+and at boot the hypervisor checks that the disk holds the pool this image
+was built for, byte for byte its header, before it would serve any disk.
+The guests run whatever it finds."""
+
+import pytest
+from harness import boot_to_end, booted, build_image, guest_table
+
+pytestmark = pytest.mark.boot
+
+ALPHA = guest_table("alpha", "128K", builtin="heartbeat", heartbeats=2) + 'disks = [{ name = "root", size = "2M" }]\n'
+BETA = guest_table("beta", "128K", builtin="heartbeat", heartbeats=2)
+GUESTS = ALPHA + BETA
+FOUND = "[hv] storage: the ATA disk holds this image's pool (4 MiB, 1 disk)"
+FOREIGN = ("[hv] storage: the ATA disk does not hold the pool this image was built for (rebuild it): "
+           "the guests' disks are offline")
+ABSENT = "[hv] storage: no ATA disk holds the pool: the guests' disks are offline"
+
+
+def storage(size="4M"):
+    return f'[storage]\npool = "pool.img"\nsize = "{size}"\n\n'
+
+
+def ended(lines):
+    return "[hv] alpha exited with code 0" in lines and "[hv] beta exited with code 0" in lines
+
+
+def test_the_hypervisor_reads_the_pool_it_was_built_for(tmp_path, target):
+    lines = boot_to_end(build_image(tmp_path, storage() + GUESTS), target)
+    assert FOUND in lines
+    assert ended(lines)
+
+
+def test_an_image_built_for_another_state_of_the_pool_serves_no_disk(tmp_path, target):
+    """The pool moved on (a later build gave beta a disk: generation and
+    extents changed); the image built before must not serve from it."""
+    old = build_image(tmp_path, storage() + GUESTS)
+    newer = ALPHA + BETA + 'disks = [{ name = "root", size = "1M" }]\n'
+    (tmp_path / "newer").mkdir()
+    (tmp_path / "newer" / "pool.img").symlink_to(tmp_path / "pool.img")
+    build_image(tmp_path / "newer", storage() + newer)
+    with booted(old, target) as console:
+        console.expect(r"\[hv\] powering off")
+        lines = console.run_to_end()
+    assert FOREIGN in lines
+    assert ended(lines)
+
+
+def test_without_the_disk_the_guests_run_and_the_disks_are_offline(tmp_path, target):
+    image = build_image(tmp_path, storage() + GUESTS)
+    with booted(image, target, pool=None) as console:
+        console.expect(r"\[hv\] powering off")
+        lines = console.run_to_end()
+    assert ABSENT in lines
+    assert ended(lines)
