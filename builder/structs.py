@@ -235,6 +235,9 @@ HV = Record("HV", [
     Field("input_escape", 8),      # non-zero: the last input byte was CONSOLE_INPUT_ESCAPE
     Field("storage_state", 8),     # STORAGE_*: what the ATA driver found (hv/drivers/ata.s.j2)
     Field("storage_sectors", 8),   # the pool disk's sectors (IDENTIFY DEVICE)
+    Field("console_typed", 8),     # non-zero: the guest with the input was typed into; its output streams
+    Field("console_open", 8),      # guest record whose streamed line is open on COM1, or 0
+    Field("console_streaming", 8), # non-zero while that stream prints (console_putc leaves the line open)
     Field("console_port", 8),      # the UART console output goes to: COM1, COM2 for control answers
     Field("control_port", 8),      # the control console's UART (COM2), or 0: the machine has none
     Field("control_length", 8),    # bytes of the command line received so far

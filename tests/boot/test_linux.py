@@ -174,7 +174,9 @@ def test_a_user_types_into_one_linux_shell_at_a_time(tmp_path, small_kernel, ini
     """The console's input goes to one guest at a time (README, "Console
     input"): a command typed into the first Linux guest's shell runs
     there, Ctrl-A n gives the keyboard to the second, and neither shell
-    sees what was typed into the other.  On the qemu target: the same
+    sees what was typed into the other; the shell's prompt shows before
+    its line is done (the typed-into guest's output streams).  On the
+    qemu target: the same
     hypervisor paths as test_console_input.py on every target, with a real
     shell and its tty behind the UART."""
     shell = f"{CONSOLE} init.then=shell"
@@ -186,6 +188,9 @@ def test_a_user_types_into_one_linux_shell_at_a_time(tmp_path, small_kernel, ini
         shell_ready(console, "left")
         console.send("echo typed into $((6 * 7))\n")
         console.expect(r"\[left\] typed into 42")
+        # typed into, the guest's output streams: its next prompt shows at
+        # once, with no newline after it
+        console.expect(r"\r?\n\[left\] / # ")
         console.send("\x01n")
         console.expect(re.escape("[hv] input goes to right"))
         shell_ready(console, "right")
