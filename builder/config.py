@@ -218,6 +218,15 @@ def _parse_storage(raw: dict[str, Any], where: str, base_dir: Path) -> StorageCo
     return StorageConfig((base_dir / raw["pool"]).resolve(), size)
 
 
+def _parse_name(name: Any, where: str) -> str:
+    """A guest's or a disk's name: NAME_PATTERN."""
+    _check_type(name, str, where, "a string")
+    if not NAME_PATTERN.fullmatch(name):
+        raise BuildError(where, f"{name!r} must be 1-15 characters of a-z, 0-9, '_', '-', "
+                         "starting with a letter")
+    return name
+
+
 def _parse_disks(raw: Any, where: str) -> tuple[DiskConfig, ...]:
     _check_type(raw, list, where, "an array of tables ({ name = \"root\", size = \"64M\" })")
     if len(raw) > DISKS_PER_GUEST_MAX:
@@ -230,11 +239,7 @@ def _parse_disks(raw: Any, where: str) -> tuple[DiskConfig, ...]:
         for needed in ("name", "size"):
             if needed not in disk:
                 raise BuildError(f"{key}.{needed}", "missing")
-        name = disk["name"]
-        _check_type(name, str, f"{key}.name", "a string")
-        if not NAME_PATTERN.fullmatch(name):
-            raise BuildError(f"{key}.name", f"{name!r} must be 1-15 characters of a-z, 0-9, '_', '-', "
-                             "starting with a letter")
+        name = _parse_name(disk["name"], f"{key}.name")
         if any(other.name == name for other in disks):
             raise BuildError(f"{key}.name", f"duplicate disk name {name!r}")
         size = _parse_size(disk["size"], f"{key}.size", DISK_SIZE_MIN, DISK_SIZE_MAX, MIB)
@@ -262,11 +267,7 @@ def _parse_guest(raw: dict[str, Any], where: str, base_dir: Path) -> GuestConfig
                       "modules", "initrd", "expect_exit", "share", "disks"}, where)
     if "name" not in raw:
         raise BuildError(f"{where}.name", "missing: every guest needs a name")
-    name = raw["name"]
-    _check_type(name, str, f"{where}.name", "a string")
-    if not NAME_PATTERN.fullmatch(name):
-        raise BuildError(f"{where}.name", f"{name!r} must be 1-15 characters of a-z, 0-9, '_', '-', "
-                         "starting with a letter")
+    name = _parse_name(raw["name"], f"{where}.name")
     memory = _parse_size(raw.get("memory", "1M"), f"{where}.memory")
     mode = None
     if "mode" in raw:

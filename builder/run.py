@@ -22,7 +22,6 @@ import contextlib
 import ctypes
 import datetime
 import os
-import queue
 import re
 import shutil
 import signal

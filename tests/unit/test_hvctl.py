@@ -3,7 +3,6 @@ parser is generated from, hvctl's reading of `list`, and the hvctl and
 hvrun ends of the socket (the boot tests drive the real machine)."""
 
 import socket
-import threading
 
 import pytest
 
