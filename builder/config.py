@@ -393,15 +393,16 @@ def _parse_size(value: Any, where: str, low: int = GUEST_MEMORY_MIN, high: int =
     else:
         raise BuildError(where, f"{value!r} is not a size (write e.g. \"256K\" or \"4M\")")
     if size < low:
-        raise BuildError(where, f"{size} bytes is too small; at least {_size_text(low)}")
+        raise BuildError(where, f"{size} bytes is too small; at least {size_text(low)}")
     if size > high:
-        raise BuildError(where, f"{size} bytes is too large; at most {_size_text(high)}")
+        raise BuildError(where, f"{size} bytes is too large; at most {size_text(high)}")
     if size % granule:
-        raise BuildError(where, f"{size} bytes is not a multiple of {_size_text(granule)}")
+        raise BuildError(where, f"{size} bytes is not a multiple of {size_text(granule)}")
     return size
 
 
-def _size_text(size: int) -> str:
+def size_text(size: int) -> str:
+    """A size as a config writes it: "256K", "48M", "1G" (bytes if none fits)."""
     for suffix, unit in (("T", TIB), ("G", GIB), ("M", MIB), ("K", KIB)):
         if size % unit == 0:
             return f"{size // unit}{suffix}"

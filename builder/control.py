@@ -19,6 +19,7 @@ COMMANDS = {
     "quit": "quit",
     "help": "help",
 }
+SOCKET_NAME = "control.sock"    # hvrun's socket for hvctl, beside the image
 LINE_SIZE = 96                  # a command, its NUL included (HV.control_line)
 ARGS_MAX = max(len(usage.split()) for usage in COMMANDS.values())
 NUMBER_DIGITS_MAX = 10

@@ -16,9 +16,9 @@ import socket
 import sys
 from pathlib import Path
 
-from builder import control
+from builder import config, control
 
-DEFAULT_SOCKET = Path("build/control.sock")      # hvrun's, for the README's build/hv.elf
+DEFAULT_SOCKET = Path("build") / control.SOCKET_NAME   # hvrun's, for the README's build/hv.elf
 TIMEOUT_S = 90.0
 EXIT_ERROR_ANSWER = 1
 EXIT_NO_HVRUN = 2
@@ -40,19 +40,11 @@ def send(path: Path, line: str, timeout: float = TIMEOUT_S) -> str:
     return answer.decode("ascii", "replace").rstrip("\r\n")
 
 
-def size_text(size: int) -> str:
-    """A size as a config writes it: "256K", "48M", "1G" (bytes if neither)."""
-    for suffix, unit in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if size and size % unit == 0:
-            return f"{size // unit}{suffix}"
-    return str(size)
-
-
 def list_table(answer: str) -> str:
     """`list`'s answer as a table, a row per guest (cpu: TSC cycles run)."""
     guests = control.parse_list(answer)
     columns = ("name", "state", "share", "memory", "disks", "exits", "cpu")
-    rows = [columns] + [tuple(size_text(int(guest[column])) if column == "memory" else str(guest[column])
+    rows = [columns] + [tuple(config.size_text(int(guest[column])) if column == "memory" else str(guest[column])
                               for column in columns) for guest in guests]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()

@@ -42,7 +42,7 @@ import pexpect
 import pexpect.fdpexpect
 from elftools.elf.elffile import ELFFile
 
-from builder import hw
+from builder import control, hw, pool
 from builder.build import POOL_POINTER, make_iso
 from builder.errors import BuildError
 from builder.render import PROJECT_ROOT
@@ -359,7 +359,7 @@ class Run:
                  if self.rtc_start else None)
         disk = None
         if self.pool is not None:
-            cylinders = self.pool.stat().st_size // (BOCHS_DISK_HEADS * BOCHS_DISK_SECTORS * 512)
+            cylinders = self.pool.stat().st_size // (BOCHS_DISK_HEADS * BOCHS_DISK_SECTORS * pool.SECTOR_SIZE)
             disk = {"path": self.pool.resolve(), "cylinders": cylinders, "heads": BOCHS_DISK_HEADS,
                     "sectors": BOCHS_DISK_SECTORS}
         config = environment.get_template("bochsrc.j2").render(
@@ -649,7 +649,7 @@ class ControlServer:
 
 def default_control_socket(image: Path) -> Path:
     """Where hvrun listens for hvctl: $HVCTL_SOCKET, else beside the image."""
-    return Path(os.environ.get("HVCTL_SOCKET", image.parent / "control.sock"))
+    return Path(os.environ.get("HVCTL_SOCKET", image.parent / control.SOCKET_NAME))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ Ctrl-A c prompt.  Two heartbeat guests run long enough to be managed."""
 import re
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pexpect
 import pytest
@@ -42,11 +43,16 @@ def wait_beats(console, name: str, count: int) -> None:
         console.expect(rf"\[{name}\] heartbeat \d+\r?\n")
 
 
+@contextmanager
+def running(tmp_path, target):
+    """CONFIG booted, both guests under way: yields (console, control)."""
+    with machine(build_image(tmp_path, CONFIG), target) as run:
+        wait_beats(run.console, "beta", 1)
+        yield run.console, run.control
+
+
 def test_commands_manage_the_running_guests(tmp_path, target):
-    image = build_image(tmp_path, CONFIG)
-    with machine(image, target) as run:
-        console, control = run.console, run.control
-        wait_beats(console, "beta", 1)
+    with running(tmp_path, target) as (console, control):
         guests = listed(control)
         assert [(g["name"], g["state"], g["share"], g["memory"], g["disks"]) for g in guests.values()] == [
             ("alpha", "running", 1, MEMORY_BYTES, 0), ("beta", "running", 2, MEMORY_BYTES, 0)]
@@ -123,10 +129,7 @@ BAD_COMMANDS = [
 
 
 def test_bad_commands_change_nothing(tmp_path, target):
-    image = build_image(tmp_path, CONFIG)
-    with machine(image, target) as run:
-        console, control = run.console, run.control
-        wait_beats(console, "beta", 1)
+    with running(tmp_path, target) as (console, control):
         before = listed(control)
         for line, answer in BAD_COMMANDS:
             got = control.exchange(line)
@@ -147,10 +150,7 @@ def test_bad_commands_change_nothing(tmp_path, target):
 def test_with_every_guest_paused_the_machine_idles_and_still_answers(tmp_path, target):
     """Paused guests neither run nor end the run: the CPU halts, and a
     command on COM2 wakes it (its IRQ 3, routed as an NMI while idle)."""
-    image = build_image(tmp_path, CONFIG)
-    with machine(image, target) as run:
-        console, control = run.console, run.control
-        wait_beats(console, "alpha", 1)
+    with running(tmp_path, target) as (console, control):
         assert control.command("pause alpha") == "ok alpha paused"
         assert control.command("pause beta") == "ok beta paused"
         first = listed(control)
