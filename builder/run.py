@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import ctypes
 import datetime
+import fcntl
 import os
 import re
 import shutil
@@ -138,8 +139,10 @@ def image_pool(elf_path: Path) -> Path | None:
 
 
 # Bochs' flat disk images take a geometry: 16 heads of 32 sectors make a
-# cylinder of 256 KiB, a pool (whole MiB) whole cylinders.
+# cylinder of 256 KiB, a pool (whole MiB) whole cylinders.  Bochs locks a
+# disk image with a file beside it, the image's name and ".lock".
 BOCHS_DISK_HEADS, BOCHS_DISK_SECTORS = 16, 32
+BOCHS_LOCK_SUFFIX = ".lock"
 
 
 def machine_memory_mib(elf_path: Path) -> int:
@@ -294,12 +297,15 @@ class Run:
         self.process: subprocess.Popen | None = None
         self.console: Console | None = None
         self.control: ControlLine | None = None
+        self._pool_lock: int | None = None
 
     def __enter__(self) -> Console:
         command = EMULATOR_COMMANDS[self.target.emulator]
         if shutil.which(command) is None:
             raise BuildError(command, f"not installed: run `make setup` (Debian: "
                              f"{DEBIAN_PACKAGES[self.target.emulator]})")
+        if self.pool is not None:
+            self._lock_pool()
         if self.target.emulator == "qemu":
             self.console = self._start_qemu()
         else:
@@ -313,11 +319,31 @@ class Run:
     def emulator_log(self) -> Path:
         return self.workdir / "emulator.log"
 
+    def _lock_pool(self) -> None:
+        """One machine at a time on a pool: hvrun holds an flock on the file
+        while its emulator runs.  Holding it, a Bochs lock file beside the
+        pool is stale, left by a Bochs that was killed (it removes its lock
+        only when it exits cleanly, and refuses to start while it is there)."""
+        try:
+            fd = os.open(self.pool, os.O_RDONLY)
+        except OSError as error:
+            raise BuildError(str(self.pool), f"cannot open the storage pool: {error.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise BuildError(str(self.pool), "the storage pool is in use by another hvrun") from None
+        self._pool_lock = fd
+        self.pool.with_name(self.pool.name + BOCHS_LOCK_SUFFIX).unlink(missing_ok=True)
+
     def stop(self) -> None:
         if self.process is not None:
             if self.process.poll() is None:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        if self._pool_lock is not None:
+            os.close(self._pool_lock)
+            self._pool_lock = None
         if self.console is not None:
             self.console.spawn.close()
         if self.control is not None:

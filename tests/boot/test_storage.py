@@ -7,6 +7,8 @@ The guests run whatever it finds."""
 import pytest
 from harness import boot_to_end, booted, build_image, guest_table
 
+from builder.errors import BuildError
+
 pytestmark = pytest.mark.boot
 
 ALPHA = guest_table("alpha", "128K", builtin="heartbeat", heartbeats=2) + 'disks = [{ name = "root", size = "2M" }]\n'
@@ -53,4 +55,18 @@ def test_without_the_disk_the_guests_run_and_the_disks_are_offline(tmp_path, tar
         console.expect(r"\[hv\] powering off")
         lines = console.run_to_end()
     assert ABSENT in lines
+    assert ended(lines)
+
+
+def test_a_pool_serves_one_machine_at_a_time(tmp_path):
+    """A second hvrun on a pool in use is refused before its emulator
+    starts; the first runs on undisturbed."""
+    image = build_image(tmp_path, storage() + GUESTS)
+    with booted(image, "qemu") as console:
+        with pytest.raises(BuildError, match=r"pool.img: the storage pool is in use by another hvrun"):
+            with booted(image, "qemu"):
+                pass
+        console.expect(r"\[hv\] powering off")
+        lines = console.run_to_end()
+    assert FOUND in lines
     assert ended(lines)
