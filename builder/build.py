@@ -14,7 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import cmos, control, cpuid, devices, elf, pool, fw_cfg, hw, isolation, msrs, paging, svm, tables, vcpu, vmcs
+from builder import (cmos, control, cpuid, devices, elf, pool, fw_cfg, hw, isolation, msrs, paging, svm, tables,
+                     vcpu, virtio, vmcs)
 from builder.assemble import assemble
 from builder.config import MIB, Config
 from builder.errors import BuildError
@@ -86,7 +87,7 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     constants = {**hw.asm_constants(), **GUEST.asm_constants(), **HV.asm_constants(),
                  **CAPS.asm_constants(), **devices.asm_constants(), **cmos.asm_constants(),
                  **fw_cfg.asm_constants(), **mmio_asm_constants(), **msrs.asm_constants(),
-                 **control.asm_constants(), "POOL_HEADER_SECTORS": pool.HEADER_SECTORS,
+                 **control.asm_constants(), **virtio.asm_constants(), "POOL_HEADER_SECTORS": pool.HEADER_SECTORS,
                  "POOL_HEADER_BYTES": pool.HEADER_BYTES,
                  "MIB_SECTORS_SHIFT": (MIB // pool.SECTOR_SIZE).bit_length() - 1}
     constants.update({f"LAYOUT_{name.upper()}": address for name, address in
@@ -277,8 +278,13 @@ def _place_static_data(memory: _Memory, config: Config, layout: Layout, labels: 
     memory.place(rw["tss"], tables.tss(layout))
     memory.place(rw["hv"], tables.hv_record(layout))
     for guest, guest_config, image in zip(layout.guests, config.guests, images):
+        extents = {}
+        if result_pool is not None:
+            extents = {disk.name: result_pool.extent(guest_config.name, disk.name).span
+                       for disk in guest_config.disks}
         record = tables.guest_record(layout, guest, guest_config.max_restarts, image.registers,
-                                     guest_config.expect_exit, guest_config.share)
+                                     guest_config.expect_exit, guest_config.share,
+                                     virtio.record_fields(virtio.disks(guest_config, extents)))
         memory.place(guest.record, record)
         memory.place(guest.exit_counters, bytes(EXIT_COUNTERS * 8))
         memory.place(guest.restart.record, record)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder import hw
 from builder.errors import BuildError
 
 KIB = 1024
@@ -39,7 +40,8 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,14}")
 
 BUILTIN_GUESTS = ("heartbeat", "scanner", "prober",
                   "bench_probe", "bench_peer", "bench_kernel",   # bench_*: `make bench`
-                  "bench_victim", "bench_storm", "bench_share", "witness")
+                  "bench_victim", "bench_storm", "bench_share", "witness",
+                  "disk_tester")                                  # disk_tester: its first disk
 # Builtins that execute their backend's hypercall instruction (VMCALL or
 # VMMCALL) directly: they need an image built for one backend.
 ONE_BACKEND_BUILTINS = ("bench_probe",)
@@ -98,10 +100,12 @@ class LinuxImage:
 CMDLINE_MAX = 4000                      # bytes; the boot information page holds it
 # Storage (builder/pool.py): disks are whole MiB of one pool file.
 DISK_SIZE_MIN = MIB
-DISK_SIZE_MAX = 1 * TIB
 DISKS_PER_GUEST_MAX = 4
 POOL_SIZE_MIN = 2 * MIB                 # its header's MiB and one disk
-POOL_SIZE_MAX = 16 * TIB
+# The hypervisor's ATA driver addresses the pool's disk with 28-bit LBAs
+# (hv/drivers/ata.s.j2): 2^28 sectors, 128 GiB.
+POOL_SIZE_MAX = hw.ATA_LBA28_LIMIT * hw.ATA_SECTOR_SIZE
+DISK_SIZE_MAX = POOL_SIZE_MAX - MIB
 
 
 @dataclass(frozen=True)

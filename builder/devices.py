@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder import hw, platform
+from builder import hw, platform, virtio
 from builder.structs import GUEST, IOAPIC, NO_DEADLINE, PIC, PIT_CHANNEL
 
 
@@ -80,6 +80,7 @@ class MmioDevice:
     read: str           # handlers: EDX = offset in the window, ECX = size (RAX: value)
     write: str
     description: str
+    guest_size: str | None = None   # a GUEST field that bounds the window per guest (bytes), if any
 
 
 # Pages no guest memory covers (guest memory ends below 1 GiB): an access
@@ -89,6 +90,9 @@ MMIO_DEVICES: tuple[MmioDevice, ...] = (
                "local APIC (xAPIC), APIC ID 0"),
     MmioDevice("ioapic", hw.IOAPIC_BASE, hw.IOAPIC_PAGE_SIZE, "ioapic_mmio_read", "ioapic_mmio_write",
                "I/O APIC (82093AA), ID 1, 24 pins"),
+    MmioDevice("virtio", virtio.BASE, virtio.WINDOWS_SIZE, "virtio_mmio_read", "virtio_mmio_write",
+               "virtio 1.x devices over MMIO, a page each: the guest's disks (builder/virtio.py)",
+               guest_size="virtio_windows"),
 )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from builder import boot_tables, hw, linux, multiboot
+from builder import boot_tables, hw, linux, multiboot, virtio
 from builder.assemble import assemble
 from builder.config import (
     TIME_SLICE_MIN,
@@ -225,6 +225,8 @@ def _builtin(guest: GuestConfig, spec: BuiltinImage, where: str, backend: str) -
                  "PROBE_IDT_LIMIT": IDT_GATE_32_SIZE * PROBE_IDT_VECTORS - 1,
                  "OUT_OF_BOUNDS_ADDRESS": guest.memory, **bench_constants(),
                  "BENCH_SHARE_WINDOW": share_window,
+                 "VIRTIO_WINDOWS_BASE": virtio.BASE, "VIRTIO_BLK_DATA_MAX": virtio.BLK_DATA_MAX,
+                 "DISK_PATTERN_SEED": sum(guest.name.encode()) & 0xFF,
                  **witness_constants(top)}
     source = render(f"guests/{spec.program}.s.j2", constants, name=guest.name,
                     hypercall=HYPERCALL_INSTRUCTIONS.get(backend))
@@ -299,8 +301,9 @@ def _linux(spec: LinuxImage, guest: GuestConfig, where: str) -> GuestImage:
         except OSError as error:
             raise BuildError(f"{where}.initrd", f"{spec.initrd.name}: {error.strerror}") from None
     tables = boot_tables.place(guest.memory, guest.name, where)
+    cmdline = " ".join(part for part in (spec.cmdline, virtio.cmdline(guest)) if part)
     placed = linux.place(data, header, guest.memory, usable_top(StartMode.LONG, guest.memory),
-                         spec.cmdline, initrd, tables.rsdp, where, spec.path.name)
+                         cmdline, initrd, tables.rsdp, where, spec.path.name)
     loaded = tuple(Segment(address, data) for address, data in placed.segments)
     boot_tables.check_clear([(s.address, s.address + len(s.data)) for s in loaded], tables, where)
     return GuestImage(loaded + (Segment(tables.address, tables.data),), placed.entry, StartMode.LONG,

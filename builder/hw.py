@@ -703,13 +703,96 @@ ATA_STATUS_DRQ = 0x08
 ATA_STATUS_ERR = 0x01
 ATA_STATUS_FLOATING = 0xFF                # no device: the bus floats high
 ATA_CMD_READ_SECTORS = 0x20
+ATA_CMD_WRITE_SECTORS = 0x30              # PIO data-out (9.8)
+ATA_CMD_FLUSH_CACHE = 0xE7                # the device's write cache to the medium (8.13)
 ATA_CMD_IDENTIFY_DEVICE = 0xEC
+ATA_COMMAND_SECTORS_MAX = 256             # READ/WRITE SECTORS' count: 0 means 256
 ATA_IDENTIFY_LBA28_SECTORS = 60 * 2       # IDENTIFY DEVICE words 60-61: sectors by LBA28
 ATA_SECTOR_WORDS = 256
+ATA_SECTOR_SIZE = 2 * ATA_SECTOR_WORDS
 ATA_WAIT_POLLS = 10_000_000               # status reads before a device is given up on
 STORAGE_ABSENT = 0                        # HV.storage_state: no pool, or no disk
 STORAGE_FOREIGN = 1                       # a disk whose header is not this image's pool's
 STORAGE_READY = 2
+ATA_LBA28_LIMIT = 1 << 28                 # sectors LBA28 commands reach (the pool's bound)
+
+# --- virtio 1.x over MMIO (Virtual I/O Device Version 1.2, OASIS) ---------
+# 4.2.2: the register window of a device, version 2 ("modern") layout.
+VIRTIO_MMIO_MAGIC_VALUE = 0x000           # reads "virt"
+VIRTIO_MMIO_VERSION = 0x004
+VIRTIO_MMIO_DEVICE_ID = 0x008
+VIRTIO_MMIO_VENDOR_ID = 0x00C
+VIRTIO_MMIO_DEVICE_FEATURES = 0x010
+VIRTIO_MMIO_DEVICE_FEATURES_SEL = 0x014
+VIRTIO_MMIO_DRIVER_FEATURES = 0x020
+VIRTIO_MMIO_DRIVER_FEATURES_SEL = 0x024
+VIRTIO_MMIO_QUEUE_SEL = 0x030
+VIRTIO_MMIO_QUEUE_NUM_MAX = 0x034
+VIRTIO_MMIO_QUEUE_NUM = 0x038
+VIRTIO_MMIO_QUEUE_READY = 0x044
+VIRTIO_MMIO_QUEUE_NOTIFY = 0x050
+VIRTIO_MMIO_INTERRUPT_STATUS = 0x060
+VIRTIO_MMIO_INTERRUPT_ACK = 0x064
+VIRTIO_MMIO_STATUS = 0x070
+VIRTIO_MMIO_QUEUE_DESC_LOW = 0x080
+VIRTIO_MMIO_QUEUE_DESC_HIGH = 0x084
+VIRTIO_MMIO_QUEUE_DRIVER_LOW = 0x090      # the available ring
+VIRTIO_MMIO_QUEUE_DRIVER_HIGH = 0x094
+VIRTIO_MMIO_QUEUE_DEVICE_LOW = 0x0A0      # the used ring
+VIRTIO_MMIO_QUEUE_DEVICE_HIGH = 0x0A4
+VIRTIO_MMIO_CONFIG_GENERATION = 0x0FC
+VIRTIO_MMIO_CONFIG = 0x100                # device-specific configuration from here
+VIRTIO_MMIO_WINDOW_SIZE = 0x200           # what a driver maps (Linux: virtio_mmio.device=512@...)
+VIRTIO_MMIO_MAGIC = 0x74726976            # "virt", little-endian
+VIRTIO_MMIO_VERSION_MODERN = 2
+VIRTIO_MMIO_REGISTER_SIZE = 4             # 4.2.2.2: registers are read and written as 32 bits
+VIRTIO_MMIO_INT_VRING = 1 << 0            # 4.2.2 InterruptStatus: used buffers
+VIRTIO_MMIO_INT_CONFIG = 1 << 1           # the configuration changed
+# 2.1: device status bits
+VIRTIO_STATUS_ACKNOWLEDGE = 1
+VIRTIO_STATUS_DRIVER = 2
+VIRTIO_STATUS_DRIVER_OK = 4
+VIRTIO_STATUS_FEATURES_OK = 8
+VIRTIO_STATUS_DEVICE_NEEDS_RESET = 64
+VIRTIO_STATUS_FAILED = 128
+# 6: reserved feature bits; 5.2.3: the block device's
+VIRTIO_F_VERSION_1 = 1 << 32
+VIRTIO_BLK_F_SIZE_MAX = 1 << 1
+VIRTIO_BLK_F_SEG_MAX = 1 << 2
+VIRTIO_BLK_F_FLUSH = 1 << 9
+# 2.7.5: a split virtqueue's descriptor: addr (le64), len (le32), flags, next (le16)
+VIRTQ_DESC_SIZE = 16
+VIRTQ_DESC_ADDR = 0
+VIRTQ_DESC_LEN = 8
+VIRTQ_DESC_FLAGS = 12
+VIRTQ_DESC_NEXT = 14
+VIRTQ_DESC_F_NEXT = 1
+VIRTQ_DESC_F_WRITE = 2                    # device-writable
+VIRTQ_DESC_F_INDIRECT = 4                 # not offered (VIRTIO_F_INDIRECT_DESC): refused
+# 2.7.6, 2.7.8: the rings: flags (le16), idx (le16), then the entries
+VIRTQ_RING_IDX = 2
+VIRTQ_RING_ENTRIES = 4
+VIRTQ_AVAIL_ENTRY_SIZE = 2
+VIRTQ_USED_ENTRY_SIZE = 8                 # id (le32), len (le32)
+VIRTQ_RING_EXTRA = 6                      # flags, idx and the event word after the entries
+VIRTQ_DESC_ALIGN = 16                     # 2.7: alignment of the three parts
+VIRTQ_AVAIL_ALIGN = 2
+VIRTQ_USED_ALIGN = 4
+VIRTQ_SIZE_MAX = 32768
+# 5.2: the block device
+VIRTIO_ID_BLOCK = 2
+VIRTIO_BLK_T_IN = 0
+VIRTIO_BLK_T_OUT = 1
+VIRTIO_BLK_T_FLUSH = 4
+VIRTIO_BLK_T_GET_ID = 8
+VIRTIO_BLK_S_OK = 0
+VIRTIO_BLK_S_IOERR = 1
+VIRTIO_BLK_S_UNSUPP = 2
+VIRTIO_BLK_ID_BYTES = 20                  # GET_ID's answer: the serial, NUL-padded
+VIRTIO_BLK_OUTHDR_SIZE = 16               # type (le32), reserved (le32), sector (le64)
+VIRTIO_BLK_OUTHDR_TYPE = 0
+VIRTIO_BLK_OUTHDR_SECTOR = 8
+VIRTIO_BLK_SECTOR_SIZE = 512              # 5.2.6: sectors are 512 bytes whatever blk_size says
 
 # --- Multiboot v1 (Multiboot Specification 0.6.96, 3.1.1 and 3.3) ----------
 MULTIBOOT_HEADER_MAGIC = 0x1BADB002

@@ -10,8 +10,8 @@ guest_identity_map), interrupts off, RSI = the zero page, at the
 protected-mode kernel's load address + 0x200.  The memory map (e820)
 describes the guest's RAM as a PC's firmware would: the EBDA, the legacy
 hole and BIOS area (where the ACPI and MP tables lie) and the start-up
-tables at its top reserved, and the I/O APIC and local APIC pages as
-device windows.
+tables at its top reserved, and the virtio, I/O APIC and local APIC pages
+as device windows.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from builder import hw
+from builder import hw, virtio
 from builder.errors import BuildError
 
 # The setup header (boot.rst, "The Real-Mode Kernel Header"): offsets in
@@ -68,7 +68,8 @@ ZERO_PAGE = 0x7000
 CMDLINE = 0x20000
 LOW_MEMORY_END = 0x9FC00                  # 639 KiB of conventional memory, below the EBDA
 LOW_MEMORY_HOLE_END = 0x100000
-DEVICE_WINDOWS = ((hw.IOAPIC_BASE, hw.PAGE_SIZE), (hw.LAPIC_BASE, hw.PAGE_SIZE))
+DEVICE_WINDOWS = ((virtio.BASE, virtio.WINDOWS_SIZE), (hw.IOAPIC_BASE, hw.PAGE_SIZE),
+                  (hw.LAPIC_BASE, hw.PAGE_SIZE))
 
 
 @dataclass(frozen=True)

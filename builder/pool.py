@@ -25,10 +25,12 @@ import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from builder import hw
 from builder.errors import BuildError
 
 MIB = 1 << 20
-SECTOR_SIZE = 512                       # the ATA disk's sector, and virtio-blk's
+SECTOR_SIZE = hw.ATA_SECTOR_SIZE          # the ATA disk's sector, and virtio-blk's
+assert SECTOR_SIZE == hw.VIRTIO_BLK_SECTOR_SIZE
 HEADER_SIZE = 1 * MIB                   # extents start here
 EXTENT_ALIGN = 1 * MIB                  # extents and disk sizes are whole MiB
 MAGIC = b"hvbpool\0"
@@ -58,6 +60,11 @@ class Extent:
         return self.start + self.size
 
     @property
+    def span(self) -> tuple[int, int]:
+        """(first byte, bytes) in the pool file."""
+        return self.start, self.size
+
+    @property
     def key(self) -> str:
         return f"{self.guest}/{self.disk}"
 
@@ -67,6 +74,9 @@ class Header:
     size: int                           # the pool's bytes
     generation: int                     # writes so far
     extents: tuple[Extent, ...]         # by start
+
+    def extent(self, guest: str, disk: str) -> Extent:
+        return next(e for e in self.extents if e.guest == guest and e.disk == disk)
 
 
 def pack(header: Header) -> bytes:
@@ -148,7 +158,7 @@ class Plan:
     kept: tuple[Extent, ...]            # extents of disks no longer in the config
 
     def extent(self, guest: str, disk: str) -> Extent:
-        return next(e for e in self.header.extents if e.guest == guest and e.disk == disk)
+        return self.header.extent(guest, disk)
 
 
 def plan(path: Path, size: int | None, disks: list[tuple[str, str, int, str]],

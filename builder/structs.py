@@ -103,6 +103,50 @@ PIT_CHANNEL = Record("PIT_CHANNEL", [
     Field("counting", 1),       # a count is loaded (0: NULL count since the control word)
 ])
 
+# The guest's virtio devices (builder/virtio.py; hv/devices/virtio_mmio.s.j2):
+# DEVICES_MAX each, with up to QUEUES_MAX virtqueues.
+VIRTIO_DEVICES_MAX = 5
+VIRTIO_QUEUES_MAX = 2
+VIRTIO_QUEUE_SIZE = 64           # QueueNumMax: the most descriptors a queue, and so a chain, has
+
+# One split virtqueue as the driver set it up (virtio 1.2 2.7, 4.2.2).
+VIRTIO_QUEUE = Record("VQ", [
+    Field("num", 4),             # QueueNum: its size, a power of 2, at most QueueNumMax
+    Field("ready", 4),           # QueueReady: the hypervisor checked its rings and serves it
+    Field("desc", 8),            # guest-physical: the descriptor table
+    Field("driver", 8),          # the available ring
+    Field("device", 8),          # the used ring
+    Field("last_avail", 4),      # the available ring's entries taken so far (modulo 2^16)
+    Field("used_idx", 4),        # the used ring's entries given back so far (modulo 2^16)
+])
+
+# One virtio device of a guest: what the build gives it, then its
+# counters, then the transport's state, which a device reset (a write of
+# 0 to Status) zeroes from `status` to the end.
+VIRTIO = Record("VIRTIO_DEV", [
+    Field("device_id", 4),       # 5 Device Types: VIRTIO_ID_*, 0: no device in this slot
+    Field("irq", 4),             # the ISA IRQ it raises
+    Field("queues", 4),          # virtqueues it has
+    Field("config_size", 4),     # bytes of `config` the driver may read
+    Field("device_features", 8),
+    Field("config", 32),         # the device-specific configuration at VIRTIO_MMIO_CONFIG
+    Field("first_sector", 8),    # block: where its extent starts on the pool's disk
+    Field("sectors", 8),         # block: its size
+    Field("serial", 24),         # block: GET_ID's answer (VIRTIO_BLK_ID_BYTES), its disk's name
+    Field("requests", 8),        # requests served since boot
+    Field("bad_requests", 8),    # requests and queues refused since boot (the first few are reported)
+    Field("status", 4),          # Status (2.1)
+    Field("device_features_sel", 4),
+    Field("driver_features_sel", 4),
+    Field("queue_sel", 4),
+    Field("driver_features", 8), # what the driver accepted
+    Field("interrupt_status", 4),
+    Field("irq_level", 4),       # non-zero: InterruptStatus was non-zero at the last look (its edge was sent)
+    Field("config_generation", 4),
+    Field("reserved", 4),        # the queues 8-byte aligned
+    Field("queue", VIRTIO_QUEUE.size * VIRTIO_QUEUES_MAX),
+])
+
 GUEST = Record("GUEST", [
     *(Field(register, 8) for register in SAVED_REGISTERS),
     Field("vmcs", 8),            # VMX: physical address of the guest's VMCS
@@ -189,8 +233,33 @@ GUEST = Record("GUEST", [
     Field("rtc_flags", 1),          # register C: PF, AF, UF since its last read, and IRQF
     Field("rtc_next_event", 8),     # TSC of the RTC's next interrupt event (NO_DEADLINE: none)
     Field("rtc_periodic_count", 8), # periods of the periodic rate since boot, at the last look
+    Field("virtio_windows", 8),     # bytes of the virtio windows its devices have (builder/virtio.py)
+    Field("virtio", VIRTIO.size * VIRTIO_DEVICES_MAX),
     Field("name", GUEST_NAME_SIZE),
     Field("line", GUEST_LINE_SIZE),
+])
+
+# The block request the hypervisor is serving (hv/devices/virtio_blk.s.j2):
+# its descriptor chain as read once from the guest's memory and checked,
+# so that nothing the request writes into that memory can change what it
+# does next.
+VIRTIO_REQUEST = Record("BLK_REQUEST", [
+    Field("desc", 8),            # host address of the queue's descriptor table
+    Field("head", 4),            # the chain's first descriptor
+    Field("count", 4),           # descriptors in `chain`
+    Field("readable", 8),        # bytes of its device-readable descriptors
+    Field("writable", 8),        # bytes of its device-writable ones
+    Field("status", 8),          # host address of the status byte: the last descriptor's last; 0: none
+    Field("reason", 8),          # why the request is refused (a string), 0: it is not
+    Field("used_len", 4),        # bytes written into its writable descriptors
+    Field("pending", 4),         # available entries left in this notification
+    Field("lba", 8),             # the pool disk's next sector
+    Field("left", 8),            # sectors still to transfer
+    Field("offset", 8),          # the data's next byte within the chain's data
+    Field("chunk", 4),           # sectors of the ATA command under way
+    Field("chunk_left", 4),      # of which still to transfer
+    Field("header", 16),         # struct virtio_blk_outhdr, copied
+    Field("chain", 16 * VIRTIO_QUEUE_SIZE),   # the descriptors, copied in chain order
 ])
 
 # The capability pairs that VMCS init entries are adjusted with: a value v
@@ -244,6 +313,7 @@ HV = Record("HV", [
     Field("control_overflow", 8),  # non-zero: the line outgrew control_line (its bytes are dropped)
     Field("control_line", control.LINE_SIZE),  # the command line, NUL-terminated once complete
     Field("control_argv", 8 * control.ARGS_MAX),  # its words, split in place (hv/core/control.s.j2)
+    Field("virtio_request", VIRTIO_REQUEST.size),
     # The backend chosen at boot, as the core calls it (hv/core/arch.s.j2)
     Field("arch_run_guest", 8),
     Field("arch_resume_guest", 8),

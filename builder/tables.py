@@ -163,9 +163,10 @@ def hv_record(layout: Layout) -> bytes:
 
 def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int,
                  registers: tuple[tuple[str, int], ...] = (), expect_exit: int | None = None,
-                 share: int = DEFAULT_SHARE) -> bytes:
+                 share: int = DEFAULT_SHARE, virtio_fields: dict[str, int | bytes] | None = None) -> bytes:
     """A guest's record as the guest starts: also what a restart copies back.
-    `registers`: general registers the image starts with (multiboot: EAX, EBX)."""
+    `registers`: general registers the image starts with (multiboot: EAX, EBX);
+    `virtio_fields`: its virtio devices (builder/virtio.py record_fields)."""
     uart_reset = bytes([0, 0, 0, hw.UART_LCR_8N1, 0,
                         hw.UART_LSR_THRE | hw.UART_LSR_TEMT, hw.UART_MSR_IDLE, 0])
     restart = guest.restart
@@ -181,7 +182,7 @@ def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int,
                       expects_exit=int(expect_exit is not None), expect_exit=expect_exit or 0,
                       cmos=cmos.image(guest.memory_size), fw_cfg_items=fw_cfg.data(guest.memory_size),
                       i8042_command_byte=hw.I8042_CTR_POWER_ON,
-                      system_control_a=hw.SYSTEM_CONTROL_A_POWER_ON)
+                      system_control_a=hw.SYSTEM_CONTROL_A_POWER_ON, **(virtio_fields or {}))
 
 
 SYMTAB_ENTRY_SIZE = 16

@@ -41,6 +41,8 @@ CASES = {
     "storage without a pool": ("[storage]\nsize = '1G'\n" + GOOD_GUEST, "hv.toml: storage.pool: missing"),
     "unknown storage key": ("[storage]\npool = 'p.img'\nkind = 'raw'\n" + GOOD_GUEST,
                             "hv.toml: storage.kind: unknown key"),
+    "pool past 28-bit LBAs": ("[storage]\npool = 'p.img'\nsize = '129G'\n" + GOOD_GUEST,
+                              "hv.toml: storage.size: 138512695296 bytes is too large; at most 128G"),
     "pool size not whole MiB": ("[storage]\npool = 'p.img'\nsize = '3584K'\n" + GOOD_GUEST,
                                 "hv.toml: storage.size: 3670016 bytes is not a multiple of 1M"),
     "disk size not whole MiB": ("[storage]\npool = 'p.img'\n" + GOOD_GUEST

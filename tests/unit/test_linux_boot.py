@@ -89,7 +89,7 @@ def test_the_e820_map_reserves_the_legacy_areas_the_start_up_tables_and_the_devi
     top = 64 * MIB - 4 * hw.PAGE_SIZE
     assert entries == [
         (0, 0x9FC00, 1), (0x9FC00, 0x60400, 2), (0x100000, top - 0x100000, 1), (top, 0x4000, 2),
-        (hw.IOAPIC_BASE, 0x1000, 2), (hw.LAPIC_BASE, 0x1000, 2)]
+        (0xD0000000, 5 * 0x1000, 2), (hw.IOAPIC_BASE, 0x1000, 2), (hw.LAPIC_BASE, 0x1000, 2)]
 
 
 def test_the_initrd_goes_high_page_aligned_below_its_limit_and_clear_of_the_kernel():
