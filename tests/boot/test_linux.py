@@ -13,6 +13,7 @@ import pexpect
 import pytest
 from harness import booted, build_image, guest_lines, guest_table
 
+from builder import pool
 from guests.linux import assets
 
 pytestmark = pytest.mark.boot
@@ -21,6 +22,10 @@ CONSOLE = "console=ttyS0"
 LINUX_MEMORY = "48M"                 # the small kernel decompresses at 16 MiB and needs ~12 MiB there
 STOCK_MEMORY = "256M"
 WITNESS = guest_table("witness", "128K", builtin="heartbeat", heartbeats=3)
+# A disk from the storage pool, for guest tables that end with DISK
+STORAGE = '[storage]\npool = "pool.img"\nsize = "16M"\n\n'
+DISK = 'disks = [{ name = "root", size = "8M" }]\n'
+DISK_SERIAL = "init: disk serial root sectors 16384"
 # Wall-time bounds for a whole run (not figures: `make bench` counts them).
 LINUX_TIMEOUT_S = {"qemu": 120, "bochs": 600, "bochs-svm": 600}
 
@@ -100,21 +105,25 @@ def test_the_small_kernel_boots_to_init_and_powers_off_beside_a_witness(tmp_path
     assert beats == ["heartbeat 1", "heartbeat 2", "heartbeat 3"]
 
 
-def test_two_linux_guests_and_a_witness_side_by_side_one_reboots(tmp_path, target, small_kernel, initramfs):
+def test_two_linux_guests_and_a_witness_side_by_side_one_reboots_and_finds_its_disk(tmp_path, target,
+                                                                                   small_kernel, initramfs):
     """Each Linux guest has its own command line and initramfs and prints
     its own report; the third reboots (the i8042 or ACPI reset, which its
     fault policy turns into a restart from its pristine image, once) and
-    nobody else notices."""
+    nobody else notices.  The third has a disk from the storage pool: its
+    first boot formats it and keeps a note there, its second finds it."""
     second_init = tmp_path / "init"
     second_init.write_text(assets.INIT_SCRIPT.read_text().replace(
         'say "uname', 'say "hello from the second initramfs"\nsay "uname', 1))
     second = assets.initramfs(init=second_init, output=tmp_path / "second.cpio.gz")
-    config = (guest_table("one", LINUX_MEMORY, linux=small_kernel, initrd=initramfs,
-                          cmdline=f"{CONSOLE} init.work=100", expect_exit=0)
+    config = (STORAGE
+              + guest_table("one", LINUX_MEMORY, linux=small_kernel, initrd=initramfs,
+                            cmdline=f"{CONSOLE} init.work=100", expect_exit=0)
               + guest_table("two", LINUX_MEMORY, linux=small_kernel, initrd=second,
                             cmdline=f"{CONSOLE} init.work=200", expect_exit=0)
               + guest_table("rebooter", LINUX_MEMORY, linux=small_kernel, initrd=initramfs,
-                            cmdline=f"{CONSOLE} init.then=reboot", on_fault="restart", max_restarts=1)
+                            cmdline=f"{CONSOLE} init.then=reboot init.disk=1", on_fault="restart",
+                            max_restarts=1) + DISK
               + WITNESS)
     lines = boot_linux(tmp_path, config, target)
     one, two = report(lines, "one"), report(lines, "two")
@@ -130,8 +139,36 @@ def test_two_linux_guests_and_a_witness_side_by_side_one_reboots(tmp_path, targe
     assert rebooter[1] == "[hv] rebooter restarted (restart 1 of 1)"
     assert rebooter[2].startswith("[hv] rebooter stopped: reset through ")
     assert rebooter[3] == "[hv] rebooter stays stopped: its 1 restarts are used up"
-    assert guest_lines(lines, "rebooter").count("init: rebooting") == 2
+    said = guest_lines(lines, "rebooter")
+    assert said.count("init: rebooting") == 2
+    disk = [line for line in said if line.startswith("init: disk ")]
+    assert disk == [DISK_SERIAL, "init: disk formatted", "init: disk synced boot 1",
+                    DISK_SERIAL, "init: disk found boot 1", "init: disk synced boot 2"], said[-40:]
     assert "[hv] witness exited with code 0" in lines
+
+
+def test_a_linux_guests_file_survives_a_kill_after_sync_and_the_next_boot_reads_it(tmp_path, small_kernel,
+                                                                                  initramfs):
+    """The emulator is killed the moment the guest's `sync` returned; the
+    next boot mounts the disk and reads the file, and the pool file holds
+    what it wrote last."""
+    config = STORAGE + guest_table("linux", LINUX_MEMORY, linux=small_kernel, initrd=initramfs,
+                                   cmdline=f"{CONSOLE} init.disk=1") + DISK
+    image = build_image(tmp_path, config)
+    with booted(image, "qemu", timeout=LINUX_TIMEOUT_S["qemu"]) as console:
+        console.expect(r"init: disk synced boot 1")
+    with booted(image, "qemu", timeout=LINUX_TIMEOUT_S["qemu"]) as console:
+        console.expect(r"\[hv\] powering off")
+        lines = console.run_to_end()
+    said = report(lines, "linux")
+    assert "init: disk found boot 1" in guest_lines(lines, "linux")
+    assert "init: disk synced boot 2" in guest_lines(lines, "linux")
+    assert interrupts(said, "virtio0") > 0                   # its completions came by IRQ 5
+    assert "[hv] linux powered off (ACPI S5)" in lines
+    extent = pool.read(tmp_path / "pool.img").extents[0]
+    with open(tmp_path / "pool.img", "rb") as stream:
+        stream.seek(extent.start)
+        assert b"boot 2\n" in stream.read(extent.size)
 
 
 def test_debians_stock_kernel_boots_to_init_unmodified(tmp_path, stock_kernel, initramfs):
