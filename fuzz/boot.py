@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pexpect
 
-from builder import build, config
+from builder import build, config, pool
 from builder.errors import BuildError
 from builder.render import PROJECT_ROOT
 from builder.run import POWER_OFF_LINE, TARGETS, Run
@@ -34,6 +34,9 @@ BOOT_TIMEOUT_PER_PROGRAM_S = 2.0
 EMULATOR_LOG_LINES = 40
 EXIT_WAIT_S = 5
 QUIET_AFTER_WITNESS_S = 20     # no line for this long after the witness exited: a hang
+POOL = "pool.img"              # beside the boot's config
+DISK_MIB = 1
+CANARY = "canary"              # the witness's disk: nobody may write it
 SOURCE_FOLDERS = ("builder", "hv", "boot", "guests", "qemu", "fuzz")
 
 
@@ -121,12 +124,16 @@ def default_timeout(programs: int, attackers: int) -> float:
 
 
 def config_text(spec: BootSpec, elfs: list[Path]) -> str:
-    """The boot's hvbuild config: the witness first, then the attackers."""
-    tables = [(f'[[guest]]\nname = "{WITNESS}"\nmemory = "{guest.WITNESS_MEMORY // 1024}K"\n'
-              f'builtin = "{witness_builtin()}"\nheartbeats = {spec.witness_beats}\n')]
+    """The boot's hvbuild config: the witness first, then the attackers,
+    each with a disk of a storage pool beside the config; the witness's
+    (the canary) it never uses."""
+    tables = [f'[storage]\npool = "{POOL}"\nsize = "{(1 + DISK_MIB * (1 + len(elfs)))}M"\n',
+              (f'[[guest]]\nname = "{WITNESS}"\nmemory = "{guest.WITNESS_MEMORY // 1024}K"\n'
+               f'builtin = "{witness_builtin()}"\nheartbeats = {spec.witness_beats}\n'
+               f'disks = [{{ name = "{CANARY}", size = "{DISK_MIB}M" }}]\n')]
     for attacker, elf in enumerate(elfs):
         table = f'[[guest]]\nname = "{attacker_name(attacker)}"\nmemory = "{guest.MEMORY // 1024}K"\n' \
-                f'elf = "{elf}"\n'
+                f'elf = "{elf}"\ndisks = [{{ name = "disk", size = "{DISK_MIB}M" }}]\n'
         if spec.restart:
             table += f'on_fault = "restart"\nmax_restarts = {len(spec.attacker_programs(attacker))}\n'
         tables.append(table)
@@ -186,6 +193,16 @@ def _log_tail(run: Run) -> list[str]:
     return []
 
 
+def canary_written(pool_path: Path) -> str | None:
+    """A breach if any byte of the witness's disk is not zero any more."""
+    extent = pool.read(pool_path).extent(WITNESS, CANARY)
+    with open(pool_path, "rb") as stream:
+        stream.seek(extent.start)
+        data = stream.read(extent.size)
+    written = len(data) - data.count(0)
+    return f"the witness's disk, which it never uses, has {written} non-zero bytes" if written else None
+
+
 def run_boot(spec: BootSpec) -> BootResult:
     """Build, boot and judge one boot; never raises (errors are results)."""
     start = time.monotonic()
@@ -197,7 +214,10 @@ def run_boot(spec: BootSpec) -> BootResult:
         with tempfile.TemporaryDirectory(prefix="hvfuzz-") as scratch:
             elf = build_image(spec, Path(scratch))
             result.lines, result.timed_out, result.emulator_log = boot(elf, spec)
+            canary = canary_written(Path(scratch) / POOL)
         result.verdict = oracle.judge(result.lines, spec.expectation(), result.timed_out)
+        if canary:
+            result.verdict.breaches.append(canary)
     except (BuildError, guest.GuestBuildError, OSError) as error:
         result.error = str(error)
     except Exception:  # noqa: BLE001 - a bug of ours: the campaign goes on, the traceback says where

@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from builder import hw, msrs
+from builder import hw, msrs, virtio
 from builder.guest_images import BENCH_IDLE_PORT, HYPERCALLS, SECRET
 
 Params = dict[str, int | str]
@@ -507,7 +507,7 @@ def _gpa_poke_render(p, attacker):
 # poke window, in the forms the MMIO decoder takes (hv/core/decode.s.j2)
 # and a few it refuses (which stop the attacker: ends the program only then).
 MMIO_DEVICES = ((hw.LAPIC_BASE, hw.LAPIC_REGISTERS << hw.LAPIC_REGISTER_SHIFT),
-                (hw.IOAPIC_BASE, hw.IOAPIC_EOI + 0x10))
+                (hw.IOAPIC_BASE, hw.IOAPIC_EOI + 0x10), (virtio.BASE, hw.VIRTIO_MMIO_WINDOW_SIZE))
 MMIO_FORMS = ("mov dword ptr [rcx + {offset:#x}], {imm:#x}", "mov [rcx + {offset:#x}], eax",
               "mov [rcx + {offset:#x}], rax", "mov [rcx + {offset:#x}], ax", "mov [rcx + {offset:#x}], ah",
               "mov byte ptr [rcx + {offset:#x}], {imm8:#x}", "mov eax, [rcx + {offset:#x}]",
@@ -533,6 +533,96 @@ def _mmio_render(p, attacker):
     return [load("rdi", window), load("rsi", base - window), "xor edx, edx", "call fuzz_poke_gpa",
             "add rcx, rsi", load("rax", int(p["value"])),
             str(p["form"]).format(offset=int(p["offset"]), imm=int(p["imm"]), imm8=int(p["imm8"]))]
+
+
+# virtio steps: the attacker's disk (fuzz/boot.py gives each one) set up
+# as a driver would, mostly, with a queue in fuzz_scratch, then a chain of
+# descriptors drawn to miss the device's checks one way or another
+# (hv/devices/virtio_blk.s.j2), made available and notified.  The layout
+# of fuzz_scratch (page-aligned): the descriptor table, the available
+# ring, the used ring, the request header, the status byte, the data.
+VIRTIO_SCRATCH = {"desc": 0, "avail": 1024, "used": 2048, "header": 3072, "status": 3088, "data": 3104}
+VIRTIO_NUMS = (1, 2, 4, 8, 16, 64, 0, 3, 128)
+VIRTIO_FEATURES = (hw.VIRTIO_BLK_F_FLUSH, 0, 0xFFFFFFFF)
+VIRTIO_TYPES = (hw.VIRTIO_BLK_T_IN, hw.VIRTIO_BLK_T_OUT, hw.VIRTIO_BLK_T_FLUSH, hw.VIRTIO_BLK_T_GET_ID, 99)
+# Where a descriptor points: into fuzz_scratch, or a guest-physical
+# address drawn past the attacker's memory or across its end.
+VIRTIO_READABLE = ("header", "data", "memory", "outside", "huge", "edge")
+VIRTIO_WRITABLE = ("status", "data", "outside", "huge", "edge")
+VIRTIO_LENGTHS = (0, 1, 16, 100, 512, 1024, 0xFFFFFFFF, 0x80000000)
+VIRTIO_FLAGS = (hw.VIRTQ_DESC_F_NEXT, hw.VIRTQ_DESC_F_WRITE, hw.VIRTQ_DESC_F_INDIRECT)
+
+
+def _virtio(rng, memory):
+    descriptors = []
+    count = rng.randrange(1, 5)
+    for index in range(count):
+        writable = index > 0 and (index == count - 1 or rng.random() < 0.3)
+        where = rng.choice(VIRTIO_WRITABLE if writable else VIRTIO_READABLE)
+        length = {"header": 16, "status": 1}.get(where, 512)
+        if rng.random() < 0.2:
+            length = rng.choice(VIRTIO_LENGTHS)
+        flags = (hw.VIRTQ_DESC_F_WRITE if writable else 0) | (hw.VIRTQ_DESC_F_NEXT if index < count - 1 else 0)
+        if rng.random() < 0.15:
+            flags ^= rng.choice(VIRTIO_FLAGS)
+        following = index + 1 if rng.random() < 0.9 else rng.choice((0, index, 0xFFFF, rng.randrange(64)))
+        descriptors.append(f"{where}:{length}:{flags}:{following}")
+    return {"num": rng.choice(VIRTIO_NUMS) if rng.random() < 0.2 else 8,
+            "features": rng.choice(VIRTIO_FEATURES), "rings": "fit" if rng.random() < 0.9 else "outside",
+            "type": rng.choice(VIRTIO_TYPES), "descriptors": " ".join(descriptors),
+            "sector": rng.choice((0, 7, 2047, 2048, 1 << 32, (1 << 64) - 1)),
+            "avail": 1 if rng.random() < 0.85 else rng.getrandbits(16),
+            "head": 0 if rng.random() < 0.9 else rng.getrandbits(16), "edge": memory - 1,
+            "outside": memory + rng.randrange(0, 1 << 20, 16)}
+
+
+def _virtio_address(where: str, p: Params) -> str:
+    if where in VIRTIO_SCRATCH:
+        return f"lea rdx, [rax + {VIRTIO_SCRATCH[where]}]"
+    return load("rdx", {"memory": 0x1000, "outside": int(p["outside"]), "huge": MASK64 & ~0xFFF,
+                        "edge": int(p["edge"])}[where])
+
+
+def _virtio_render(p, attacker):
+    window = virtio.BASE & ~(hw.LARGE_PAGE_SIZE - 1)
+    reg = {name: getattr(hw, f"VIRTIO_MMIO_{name}") for name in (
+        "STATUS", "DRIVER_FEATURES", "DRIVER_FEATURES_SEL", "QUEUE_SEL", "QUEUE_NUM", "QUEUE_READY",
+        "QUEUE_NOTIFY", "QUEUE_DESC_LOW", "QUEUE_DRIVER_LOW", "QUEUE_DEVICE_LOW")}
+    status = hw.VIRTIO_STATUS_ACKNOWLEDGE | hw.VIRTIO_STATUS_DRIVER
+    lines = [load("rdi", window), load("rsi", virtio.BASE - window), "xor edx, edx", "call fuzz_poke_gpa",
+             "add rcx, rsi",
+             f"mov dword ptr [rcx + {reg['STATUS']:#x}], 0",
+             f"mov dword ptr [rcx + {reg['STATUS']:#x}], {status:#x}",
+             f"mov dword ptr [rcx + {reg['DRIVER_FEATURES_SEL']:#x}], 1",
+             f"mov dword ptr [rcx + {reg['DRIVER_FEATURES']:#x}], {hw.VIRTIO_F_VERSION_1 >> 32:#x}",
+             f"mov dword ptr [rcx + {reg['DRIVER_FEATURES_SEL']:#x}], 0",
+             f"mov dword ptr [rcx + {reg['DRIVER_FEATURES']:#x}], {int(p['features']):#x}",
+             f"mov dword ptr [rcx + {reg['STATUS']:#x}], {status | hw.VIRTIO_STATUS_FEATURES_OK:#x}",
+             f"mov dword ptr [rcx + {reg['QUEUE_SEL']:#x}], 0",
+             f"mov dword ptr [rcx + {reg['QUEUE_NUM']:#x}], {int(p['num'])}",
+             "lea rax, [rip + fuzz_scratch]"]
+    for part, register in (("desc", "QUEUE_DESC_LOW"), ("avail", "QUEUE_DRIVER_LOW"), ("used", "QUEUE_DEVICE_LOW")):
+        if p["rings"] == "fit":
+            lines += [f"lea rdx, [rax + {VIRTIO_SCRATCH[part]}]", f"mov [rcx + {reg[register]:#x}], edx"]
+        else:
+            lines.append(f"mov dword ptr [rcx + {reg[register]:#x}], {int(p['outside']):#x}")
+    lines += [f"mov dword ptr [rcx + {reg['QUEUE_READY']:#x}], 1",
+              f"mov dword ptr [rcx + {reg['STATUS']:#x}], "
+              f"{status | hw.VIRTIO_STATUS_FEATURES_OK | hw.VIRTIO_STATUS_DRIVER_OK:#x}"]
+    for index, descriptor in enumerate(str(p["descriptors"]).split()):
+        where, length, flags, following = descriptor.split(":")
+        at = VIRTIO_SCRATCH["desc"] + index * hw.VIRTQ_DESC_SIZE
+        lines += [_virtio_address(where, p), f"mov [rax + {at + hw.VIRTQ_DESC_ADDR}], rdx",
+                  f"mov dword ptr [rax + {at + hw.VIRTQ_DESC_LEN}], {int(length):#x}",
+                  f"mov word ptr [rax + {at + hw.VIRTQ_DESC_FLAGS}], {int(flags):#x}",
+                  f"mov word ptr [rax + {at + hw.VIRTQ_DESC_NEXT}], {int(following):#x}"]
+    header, avail = VIRTIO_SCRATCH["header"], VIRTIO_SCRATCH["avail"]
+    lines += [f"mov dword ptr [rax + {header + hw.VIRTIO_BLK_OUTHDR_TYPE}], {int(p['type'])}",
+              load("rdx", int(p["sector"])), f"mov [rax + {header + hw.VIRTIO_BLK_OUTHDR_SECTOR}], rdx",
+              f"mov word ptr [rax + {avail + hw.VIRTQ_RING_ENTRIES}], {int(p['head']):#x}",
+              f"mov word ptr [rax + {avail + hw.VIRTQ_RING_IDX}], {int(p['avail']):#x}",
+              f"mov dword ptr [rcx + {reg['QUEUE_NOTIFY']:#x}], 0"]
+    return lines
 
 
 def _out_of_bounds(rng, memory):
@@ -613,5 +703,6 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in (
                                                       f"mov [rip + fuzz_scratch + {int(p['offset'])}], rax"]),
     Template("gpa-poke", 1, _gpa_poke, _gpa_poke_render, ends=True),
     Template("mmio", 3, _mmio, _mmio_render),
+    Template("virtio", 2, _virtio, _virtio_render),
     Template("out-of-bounds", 0.3, _out_of_bounds, _out_of_bounds_render, ends=True),
 )}

@@ -4,6 +4,7 @@ oracle judges fixed console lines, the minimiser shrinks a fake failure
 (fuzz/, docs/FUZZING.md)."""
 
 import json
+import random
 import subprocess
 import sys
 
@@ -11,8 +12,9 @@ import capstone
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from builder import pool
 from builder.render import PROJECT_ROOT
-from fuzz import cli, guest, minimize, oracle, rawbytes, templates
+from fuzz import boot, cli, guest, minimize, oracle, rawbytes, templates
 from fuzz.boot import BootResult, BootSpec
 from fuzz.generator import Program, Step, generate
 
@@ -276,3 +278,29 @@ def test_no_step_writes_a_reset_value_to_a_reset_port_or_leaves_edx_on_one():
     assert not rawbytes.whole_and_acceptable(bytes.fromhex("e664"))           # out 0x64, al
     assert not rawbytes.whole_and_acceptable(bytes.fromhex("e692"))           # out 0x92, al
     assert rawbytes.whole_and_acceptable(bytes.fromhex("e670"))               # out 0x70, al: the RTC's index
+
+
+def test_a_byte_written_on_the_witnesss_disk_is_a_breach(tmp_path):
+    """The witness never uses its disk: after a boot it must be all zeros."""
+    pool_path = tmp_path / boot.POOL
+    disks = [(boot.WITNESS, boot.CANARY, pool.MIB, "w"), ("fuzz0", "disk", pool.MIB, "a")]
+    pool.commit(pool.plan(pool_path, 3 * pool.MIB, disks))
+    assert boot.canary_written(pool_path) is None
+    extent = pool.read(pool_path).extent(boot.WITNESS, boot.CANARY)
+    with open(pool_path, "r+b") as stream:
+        stream.seek(extent.start - 1)                 # the byte before it: the attacker's own disk
+        stream.write(b"\x01")
+    assert boot.canary_written(pool_path) is None
+    with open(pool_path, "r+b") as stream:
+        stream.seek(extent.start + 4096)
+        stream.write(b"\xaa\xaa")
+    assert boot.canary_written(pool_path) == "the witness's disk, which it never uses, has 2 non-zero bytes"
+
+
+def test_the_virtio_step_sets_up_a_queue_and_notifies_the_attackers_disk():
+    step = templates.TEMPLATES["virtio"]
+    params = step.draw(random.Random(1), guest.MEMORY)
+    lines = step.render(params, 0)
+    assert "call fuzz_poke_gpa" in lines and lines[-1] == "mov dword ptr [rcx + 0x50], 0"   # QueueNotify
+    assert "mov dword ptr [rcx + 0x44], 1" in lines                                        # QueueReady
+    assert len(params["descriptors"].split()) in range(1, 5)
