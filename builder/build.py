@@ -17,7 +17,7 @@ from pathlib import Path
 from builder import (cmos, control, cpuid, devices, elf, pool, fw_cfg, hw, isolation, msrs, paging, svm, tables,
                      vcpu, virtio, vmcs)
 from builder.assemble import assemble
-from builder.config import MIB, Config
+from builder.config import Config
 from builder.errors import BuildError
 from builder.guest_images import HYPERCALLS, GuestImage
 from builder.guest_images import load as load_image
@@ -87,9 +87,7 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     constants = {**hw.asm_constants(), **GUEST.asm_constants(), **HV.asm_constants(),
                  **CAPS.asm_constants(), **devices.asm_constants(), **cmos.asm_constants(),
                  **fw_cfg.asm_constants(), **mmio_asm_constants(), **msrs.asm_constants(),
-                 **control.asm_constants(), **virtio.asm_constants(), "POOL_HEADER_SECTORS": pool.HEADER_SECTORS,
-                 "POOL_HEADER_BYTES": pool.HEADER_BYTES,
-                 "MIB_SECTORS_SHIFT": (MIB // pool.SECTOR_SIZE).bit_length() - 1}
+                 **control.asm_constants(), **virtio.asm_constants(), **pool.asm_constants()}
     constants.update({f"LAYOUT_{name.upper()}": address for name, address in
                       {**layout.rodata, **layout.rwdata}.items()})
     # keystone keeps one symbol of [A + B] (see builder.assemble), so each
@@ -278,13 +276,9 @@ def _place_static_data(memory: _Memory, config: Config, layout: Layout, labels: 
     memory.place(rw["tss"], tables.tss(layout))
     memory.place(rw["hv"], tables.hv_record(layout))
     for guest, guest_config, image in zip(layout.guests, config.guests, images):
-        extents = {}
-        if result_pool is not None:
-            extents = {disk.name: result_pool.extent(guest_config.name, disk.name).span
-                       for disk in guest_config.disks}
         record = tables.guest_record(layout, guest, guest_config.max_restarts, image.registers,
                                      guest_config.expect_exit, guest_config.share,
-                                     virtio.record_fields(virtio.disks(guest_config, extents)))
+                                     virtio.record_fields(virtio.disks(guest_config, result_pool)))
         memory.place(guest.record, record)
         memory.place(guest.exit_counters, bytes(EXIT_COUNTERS * 8))
         memory.place(guest.restart.record, record)
@@ -398,7 +392,9 @@ def pool_report(plan: pool.Plan) -> list[str]:
              + (" (created)" if plan.creates else "")]
     for extent in header.extents:
         how = ("new, zeroed" if extent in plan.fresh
-               else "not in the config: kept until --release" if extent in plan.kept else "kept")
+               else "not in the config: kept until --release" if extent in plan.kept
+               else f"kept, grown at run time from {plan.asked[extent.key] >> 20} MiB" if plan.grown(extent)
+               else "kept")
         lines.append(f"  {extent.key}: {extent.size >> 20} MiB at byte {extent.start:#x} ({how})")
     return lines
 

@@ -3,7 +3,7 @@ the hypervisor's parser, its `help`, and hvctl."""
 
 from __future__ import annotations
 
-from builder.config import SHARE_MAX, SHARE_MIN
+from builder.config import MIB, POOL_SIZE_MAX, SHARE_MAX, SHARE_MIN
 
 # Each command's words, as `help` and the usage errors give them.
 COMMANDS = {
@@ -14,7 +14,7 @@ COMMANDS = {
     "restart": "restart NAME",
     "share": "share NAME N",
     "memory": "memory NAME SIZE",
-    "disk": "disk NAME grow SIZE",
+    "disk": "disk NAME DISK grow SIZE",
     "stats": "stats NAME",
     "quit": "quit",
     "help": "help",
@@ -32,7 +32,7 @@ def asm_constants() -> dict[str, int]:
     return {"CONTROL_LINE_SIZE": LINE_SIZE, "CONTROL_ARGS_MAX": ARGS_MAX,
             "CONTROL_NUMBER_DIGITS_MAX": NUMBER_DIGITS_MAX,
             "CONTROL_REFUSED_LENGTH": REFUSED_LENGTH, "CONTROL_REFUSED_BYTE": REFUSED_BYTE,
-            "SHARE_MIN": SHARE_MIN, "SHARE_MAX": SHARE_MAX}
+            "SHARE_MIN": SHARE_MIN, "SHARE_MAX": SHARE_MAX, "CONTROL_SIZE_MAX_MIB": POOL_SIZE_MAX // MIB}
 
 
 def parse_list(answer: str) -> list[dict[str, str | int]]:

@@ -236,6 +236,8 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
                      for g in config.guests]
     if config.storage is not None:      # what the ATA driver reads the pool's header into
         rwdata["ata_buffer"] = alloc.take("ATA sector buffer", pool.HEADER_SECTORS_BYTES, 16)
+        # the header as the disk holds it: as built, or with disks grown since
+        rwdata["pool_state"] = alloc.take("storage pool header as served", pool.HEADER_SECTORS_BYTES, 16)
     if has_vmx:
         rwdata["vmxon"] = alloc.take("VMXON region", page, page)
     vmcs = [alloc.take(f"VMCS {g.name}", page, page) if has_vmx else None for g in config.guests]

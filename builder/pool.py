@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from builder import hw
@@ -45,6 +45,16 @@ HEADER_BYTES = HEADER_FORMAT.size + MAX_DISKS * ENTRY_FORMAT.size
 HEADER_SECTORS = -(-HEADER_BYTES // SECTOR_SIZE)    # what the hypervisor reads back at boot
 HEADER_SECTORS_BYTES = HEADER_SECTORS * SECTOR_SIZE
 CHECKSUM_OFFSET = HEADER_FORMAT.size - 8
+GENERATION_OFFSET = CHECKSUM_OFFSET - 8
+COUNT_OFFSET = 12
+SIZE_OFFSET = 16
+ENTRY_START_OFFSET = 2 * NAME_SIZE
+ENTRY_SIZE_OFFSET = ENTRY_START_OFFSET + 8
+CRC32_POLYNOMIAL = 0xEDB88320           # zlib.crc32's, bit-reversed (ISO 3309)
+assert struct.unpack_from("<I", HEADER_FORMAT.pack(b"", 0, 7, 0, 0, 0), COUNT_OFFSET)[0] == 7
+assert struct.unpack_from("<Q", HEADER_FORMAT.pack(b"", 0, 0, 7, 0, 0), SIZE_OFFSET)[0] == 7
+assert struct.unpack_from("<Q", HEADER_FORMAT.pack(b"", 0, 0, 0, 7, 0), GENERATION_OFFSET)[0] == 7
+assert struct.unpack_from("<Q", ENTRY_FORMAT.pack(b"", b"", 0, 7), ENTRY_SIZE_OFFSET)[0] == 7
 ZERO_CHUNK = 4 * MIB
 
 
@@ -60,11 +70,6 @@ class Extent:
         return self.start + self.size
 
     @property
-    def span(self) -> tuple[int, int]:
-        """(first byte, bytes) in the pool file."""
-        return self.start, self.size
-
-    @property
     def key(self) -> str:
         return f"{self.guest}/{self.disk}"
 
@@ -77,6 +82,23 @@ class Header:
 
     def extent(self, guest: str, disk: str) -> Extent:
         return next(e for e in self.extents if e.guest == guest and e.disk == disk)
+
+    def entry(self, guest: str, disk: str) -> int:
+        """The disk's entry number in the packed header (extents by start)."""
+        return self.extents.index(self.extent(guest, disk))
+
+
+def asm_constants() -> dict[str, int]:
+    """The header's layout, for the hypervisor, which checks it at boot and
+    rewrites it when a disk grows (hv/drivers/ata.s.j2, hv/core/control.s.j2)."""
+    return {"POOL_HEADER_SECTORS": HEADER_SECTORS, "POOL_HEADER_BYTES": HEADER_BYTES,
+            "POOL_HEADER_FIXED": GENERATION_OFFSET, "POOL_GENERATION": GENERATION_OFFSET,
+            "POOL_CHECKSUM": CHECKSUM_OFFSET, "POOL_COUNT": COUNT_OFFSET, "POOL_SIZE": SIZE_OFFSET,
+            "POOL_ENTRIES": HEADER_FORMAT.size, "POOL_ENTRY_SIZE": ENTRY_FORMAT.size,
+            "POOL_ENTRY_START": ENTRY_START_OFFSET, "POOL_ENTRY_LENGTH": ENTRY_SIZE_OFFSET,
+            "POOL_ENTRY_TAIL": ENTRY_SIZE_OFFSET + 8, "POOL_EXTENT_ALIGN": EXTENT_ALIGN,
+            "POOL_NEXT_ENTRY_START": ENTRY_FORMAT.size + ENTRY_START_OFFSET,
+            "POOL_CRC32_POLYNOMIAL": CRC32_POLYNOMIAL, "MIB_SECTORS_SHIFT": (MIB // SECTOR_SIZE).bit_length() - 1}
 
 
 def pack(header: Header) -> bytes:
@@ -156,6 +178,11 @@ class Plan:
     header: Header
     fresh: tuple[Extent, ...]           # new extents: zeroed before the header names them
     kept: tuple[Extent, ...]            # extents of disks no longer in the config
+    asked: dict[str, int] = field(default_factory=dict)   # each config disk's size, by key
+
+    def grown(self, extent: Extent) -> bool:
+        """Is the disk larger than its config says (grown at run time)?"""
+        return extent.key in self.asked and extent.size > self.asked[extent.key]
 
     def extent(self, guest: str, disk: str) -> Extent:
         return self.header.extent(guest, disk)
@@ -193,10 +220,11 @@ def plan(path: Path, size: int | None, disks: list[tuple[str, str, int, str]],
     fresh = []
     for name, (guest, disk, length, key) in wanted.items():
         if name in recorded and name not in release:
-            if recorded[name].size != length:
+            if recorded[name].size < length:
                 raise BuildError(key, f"disk {name} has {recorded[name].size // MIB}M in the pool; "
-                                 f"its size cannot change at build time (grow it at run time)")
-            continue
+                                 f"a disk cannot grow at build time (grow it at run time: the "
+                                 f"control console's disk command)")
+            continue                    # as recorded: grown at run time, if larger (a disk never shrinks)
         start = _first_fit(extents, existing.size, length)
         if start is None:
             free = existing.size - HEADER_SIZE - sum(e.size for e in extents)
@@ -211,7 +239,8 @@ def plan(path: Path, size: int | None, disks: list[tuple[str, str, int, str]],
         raise BuildError(where, f"{len(extents)} disks; a pool holds at most {MAX_DISKS}")
     kept = tuple(e for e in extents if e.key not in wanted)
     header = Header(existing.size, existing.generation + 1, tuple(extents))
-    return Plan(path, creates, header, tuple(fresh), kept)
+    asked = {key: length for key, (_, _, length, _) in wanted.items()}
+    return Plan(path, creates, header, tuple(fresh), kept, asked)
 
 
 def _first_fit(extents: list[Extent], pool_size: int, length: int) -> int | None:

@@ -130,6 +130,7 @@ VIRTIO = Record("VIRTIO_DEV", [
     Field("config_size", 4),     # bytes of `config` the driver may read
     Field("device_features", 8),
     Field("config", 32),         # the device-specific configuration at VIRTIO_MMIO_CONFIG
+    Field("pool_entry", 8),      # block: its disk's entry in the pool's header (builder/pool.py)
     Field("first_sector", 8),    # block: where its extent starts on the pool's disk
     Field("sectors", 8),         # block: its size
     Field("serial", 24),         # block: GET_ID's answer (VIRTIO_BLK_ID_BYTES), its disk's name

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder import hw
+from builder import hw, pool
 from builder.config import DISKS_PER_GUEST_MAX, GuestConfig
 from builder.structs import (VIRTIO, VIRTIO_DEVICES_MAX, VIRTIO_QUEUE, VIRTIO_QUEUE_SIZE, VIRTIO_QUEUES_MAX,
                              VIRTIO_REQUEST)
@@ -53,6 +53,7 @@ class Disk:
 
     index: int                  # the guest's device number
     name: str                   # the config's disk name; GET_ID answers it
+    entry: int                  # its entry in the pool's header (builder/pool.py)
     first_sector: int           # where its extent starts on the pool's disk
     sectors: int
 
@@ -69,13 +70,15 @@ def window(index: int) -> int:
     return BASE + index * STRIDE
 
 
-def disks(guest: GuestConfig, extents: dict[str, tuple[int, int]]) -> tuple[Disk, ...]:
-    """The guest's disks, given each one's extent (first byte, bytes) in the pool by name."""
+def disks(guest: GuestConfig, plan: pool.Plan | None) -> tuple[Disk, ...]:
+    """The guest's disks, where the pool's plan puts them."""
     out = []
     for index, disk in enumerate(guest.disks):
-        start, size = extents[disk.name]
-        out.append(Disk(index, disk.name, start // hw.VIRTIO_BLK_SECTOR_SIZE,
-                        size // hw.VIRTIO_BLK_SECTOR_SIZE))
+        assert plan is not None             # config: disks need a pool
+        entry = plan.header.entry(guest.name, disk.name)
+        extent = plan.header.extents[entry]
+        out.append(Disk(index, disk.name, entry, extent.start // hw.VIRTIO_BLK_SECTOR_SIZE,
+                        extent.size // hw.VIRTIO_BLK_SECTOR_SIZE))
     return tuple(out)
 
 
@@ -99,7 +102,7 @@ def record_fields(devices: tuple[Disk, ...]) -> dict[str, int | bytes]:
         serial = disk.name.encode()[:hw.VIRTIO_BLK_ID_BYTES]
         packed += VIRTIO.pack(device_id=hw.VIRTIO_ID_BLOCK, irq=disk.irq, queues=1,
                               config_size=BLK_CONFIG_SIZE, device_features=BLK_FEATURES,
-                              config=blk_config(disk), first_sector=disk.first_sector,
+                              config=blk_config(disk), pool_entry=disk.entry, first_sector=disk.first_sector,
                               sectors=disk.sectors, serial=serial)
     return {"virtio": packed, "virtio_windows": len(devices) * STRIDE}
 
@@ -107,7 +110,7 @@ def record_fields(devices: tuple[Disk, ...]) -> dict[str, int | bytes]:
 def asm_constants() -> dict[str, int]:
     return {**VIRTIO.asm_constants(), **VIRTIO_QUEUE.asm_constants(), **VIRTIO_REQUEST.asm_constants(),
             "VIRTIO_WINDOWS_BASE": BASE, "VIRTIO_WINDOW_STRIDE": STRIDE,
-            "VIRTIO_VENDOR": VENDOR_ID, "VIRTIO_QUEUE_SIZE": QUEUE_SIZE,
+            "VIRTIO_VENDOR": VENDOR_ID, "VIRTIO_DEVICES_MAX": DEVICES_MAX, "VIRTIO_QUEUE_SIZE": QUEUE_SIZE,
             "VIRTIO_BLK_DATA_MAX": BLK_DATA_MAX,
             # keystone takes one symbol per memory operand
             "BLK_REQUEST_HEADER_TYPE": VIRTIO_REQUEST.offsets["header"] + hw.VIRTIO_BLK_OUTHDR_TYPE,

@@ -6,7 +6,7 @@ read afterwards, from outside, for what the guests could not have
 faked."""
 
 import pytest
-from harness import boot_to_end, booted, build_image, guest_lines, guest_table
+from harness import boot_to_end, booted, build_image, guest_lines, guest_table, machine
 
 from builder import pool
 
@@ -37,11 +37,10 @@ def pattern(name):
 
 
 def extent_bytes(pool_path, guest, disk):
-    extent = pool.read(pool_path).extents
-    found = next(e for e in extent if e.guest == guest and e.disk == disk)
+    extent = pool.read(pool_path).extent(guest, disk)
     with open(pool_path, "rb") as stream:
-        stream.seek(found.start)
-        return stream.read(found.size)
+        stream.seek(extent.start)
+        return stream.read(extent.size)
 
 
 def test_flushed_data_survives_a_kill_and_hostile_requests_fail_alone(tmp_path, target):
@@ -85,3 +84,49 @@ def test_flushed_data_survives_a_kill_and_hostile_requests_fail_alone(tmp_path, 
         assert data[start:start + PATTERN_BYTES] == pattern(name)
         assert data[:start].count(0) == start
         assert data[start + PATTERN_BYTES:].count(0) == len(data) - start - PATTERN_BYTES
+
+
+GROWN = STORAGE + guest_table("alpha", "1M", builtin="disk_tester", heartbeats=1_000_000) + \
+    f'disks = [{{ name = "root", size = "{DISK_MIB}M" }}]\n'
+# alpha/root is [1M, 3M) of the 8M pool: 5 MiB free after it
+BAD_GROWS = {
+    "disk alpha root grow 6M": "error: alpha root: the pool has 5 MiB free right after its extent",
+    "disk alpha other grow 1M": "error: alpha has no disk of that name",
+    "disk alpha root grow 3K": "error: a size is a whole number of MiB, as 8M or 1G",
+    "disk alpha root grow 0M": "error: a size is a whole number of MiB, as 8M or 1G",
+    "disk alpha root grow 99999999G": "error: a size is a whole number of MiB, as 8M or 1G",
+    "disk alpha root grow 1.5M": "error: a size is a whole number of MiB, as 8M or 1G",
+    "disk alpha root shrink 1M": "error: usage: disk NAME DISK grow SIZE",
+    "disk alpha root grow": "error: usage: disk NAME DISK grow SIZE",
+    "disk nobody root grow 1M": "error: no guest named 'nobody'",
+}
+
+
+def test_a_disk_grows_at_run_time_into_zeroed_pool_space_and_its_guest_is_told(tmp_path, target):
+    image = build_image(tmp_path, GROWN)
+    pool_path = tmp_path / "pool.img"
+    with open(pool_path, "r+b") as stream:          # old data in the free space, as a released disk leaves
+        stream.seek((1 + DISK_MIB) * pool.MIB)
+        stream.write(b"\xaa" * (5 * pool.MIB))
+    with machine(image, target) as run:
+        run.console.expect(r"\[alpha\] heartbeat 1\r?\n")
+        for command, answer in BAD_GROWS.items():
+            assert run.control.command(command) == answer, command
+        assert run.control.command("disk alpha root grow 2M") == "ok alpha root 4194304 bytes"
+        run.console.expect(r"\[alpha\] new space: ")
+        run.console.expect(r"\[hv\] powering off")
+        lines = run.console.run_to_end()
+    said = guest_lines(lines, "alpha")
+    assert "grown: capacity 8192 interrupt 2" in said           # a configuration change interrupt
+    assert "new space: zeros" in said
+    header = pool.read(pool_path)                                # hvbuild's reader checks the checksum
+    assert header.extent("alpha", "root").size == 2 * DISK_MIB * pool.MIB
+    assert header.generation == 2                                # the build's, then the growth
+    # the same image serves the grown disk at its next boot
+    with machine(image, target) as run:
+        run.console.expect(r"\[alpha\] heartbeat 1\r?\n")
+        assert run.control.command("quit").startswith("ok")
+        run.console.expect(r"\[hv\] powering off")
+        again = run.console.run_to_end()
+    assert "[hv] storage: the ATA disk holds this image's pool (8 MiB, 1 disk, grown at run time)" in again
+    assert f"capacity {4 * DISK_MIB * 1024}" in guest_lines(again, "alpha")

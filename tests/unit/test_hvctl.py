@@ -13,7 +13,7 @@ from builder.run import ControlServer
 
 def test_every_command_has_its_usage_and_fits_the_parser():
     assert all(usage.split()[0] == name for name, usage in control.COMMANDS.items())
-    assert control.ARGS_MAX == 4                      # disk NAME grow SIZE
+    assert control.ARGS_MAX == 5                      # disk NAME DISK grow SIZE
     assert all(len(usage) < control.LINE_SIZE for usage in control.COMMANDS.values())
 
 

@@ -156,3 +156,24 @@ def test_hvbuild_names_the_pool_beside_the_image_for_hvrun(tmp_path):
     (tmp_path / "hv.toml").write_text(GUEST.format(name="alpha", disks=""))
     assert hvbuild(tmp_path).returncode == 0
     assert not (tmp_path / "out" / "hv.pool").exists(), "a pool the config no longer has stays named"
+
+
+def test_a_disk_grown_at_run_time_keeps_its_size_and_never_grows_at_build_time(tmp_path):
+    """The hypervisor grows a disk by rewriting the header (hv/drivers/ata.s.j2
+    storage_grow): here the same rewrite, done by hand.  The next build keeps
+    the larger extent and says so; a config asking for more is refused."""
+    config(tmp_path, {"alpha": '{ name = "root", size = "8M" }'}, size="32M")
+    assert hvbuild(tmp_path).returncode == 0
+    header = pool.read(tmp_path / "pool.img")
+    start = header.extents[0].start
+    grown = pool.Header(header.size, header.generation + 1, (pool.Extent("alpha", "root", start, 16 * MIB),))
+    with open(tmp_path / "pool.img", "r+b") as stream:
+        stream.write(pool.pack(grown))
+    kept = hvbuild(tmp_path)
+    assert kept.returncode == 0, kept.stderr
+    assert "alpha/root: 16 MiB at byte 0x100000 (kept, grown at run time from 8 MiB)" in kept.stdout
+    assert extents(tmp_path) == {"alpha/root": (start, 16 * MIB)}
+    config(tmp_path, {"alpha": '{ name = "root", size = "32M" }'}, size="32M")
+    refused = hvbuild(tmp_path)
+    assert refused.returncode == 2
+    assert "disk alpha/root has 16M in the pool; a disk cannot grow at build time" in refused.stderr

@@ -2,7 +2,9 @@
 where their windows are, which interrupts they raise, what a Linux guest
 is told, and the records the hypervisor starts from."""
 
-from builder import config, devices, hw, platform, virtio
+from pathlib import Path
+
+from builder import config, devices, hw, platform, pool, virtio
 from builder.config import DiskConfig, GuestConfig
 from builder.structs import VIRTIO, VIRTIO_QUEUE
 
@@ -39,7 +41,9 @@ def test_a_linux_guest_is_told_of_each_disk_on_its_command_line():
 
 
 def test_a_disks_record_holds_its_extent_its_features_and_its_configuration():
-    disks = virtio.disks(guest([("root", 4 << 20)]), {"root": (3 << 20, 4 << 20)})
+    extents = (pool.Extent("beta", "data", 1 << 20, 2 << 20), pool.Extent("alpha", "root", 3 << 20, 4 << 20))
+    plan = pool.Plan(Path("pool.img"), False, pool.Header(8 << 20, 1, extents), (), ())
+    disks = virtio.disks(guest([("root", 4 << 20)]), plan)
     fields = virtio.record_fields(disks)
     assert fields["virtio_windows"] == hw.PAGE_SIZE
     record = fields["virtio"]
@@ -50,6 +54,7 @@ def test_a_disks_record_holds_its_extent_its_features_and_its_configuration():
         return int.from_bytes(record[start:start + size], "little")
 
     assert field("device_id", 4) == hw.VIRTIO_ID_BLOCK and field("irq", 4) == 5 and field("queues", 4) == 1
+    assert field("pool_entry") == 1
     assert field("first_sector") == (3 << 20) // 512 and field("sectors") == (4 << 20) // 512
     assert field("device_features") == (hw.VIRTIO_F_VERSION_1 | hw.VIRTIO_BLK_F_FLUSH
                                         | hw.VIRTIO_BLK_F_SEG_MAX | hw.VIRTIO_BLK_F_SIZE_MAX)
