@@ -11,7 +11,7 @@ import re
 
 import pexpect
 import pytest
-from harness import booted, build_image, guest_lines, guest_table
+from harness import booted, build_image, guest_lines, guest_table, machine
 
 from builder import pool
 from guests.linux import assets
@@ -243,3 +243,23 @@ def test_a_user_types_into_one_linux_shell_at_a_time(tmp_path, small_kernel, ini
         lines = console.run_to_end()
     assert not [line for line in guest_lines(lines, "right") if "typed" in line or "left" in line]
     assert not [line for line in guest_lines(lines, "left") if "other" in line or "right" in line]
+
+
+def test_a_running_linux_guest_sees_its_disk_grow(tmp_path, small_kernel, initramfs):
+    """The control console's disk command while Linux runs: its virtio_blk
+    driver takes the configuration change interrupt and the new capacity,
+    and the block device is larger at once, without a reboot."""
+    config = STORAGE + guest_table("linux", LINUX_MEMORY, linux=small_kernel, initrd=initramfs,
+                                   cmdline=f"{CONSOLE} init.then=shell") + DISK
+    with machine(build_image(tmp_path, config), "qemu", timeout=LINUX_TIMEOUT_S["qemu"]) as run:
+        console = run.console
+        console.expect(r"\[linux\] init: shell")
+        shell_ready(console, "linux")
+        assert run.control.command("disk linux root grow 4M") == "ok linux root 12582912 bytes"
+        console.expect(re.escape("[vda] new size: 24576 512-byte logical blocks"))
+        console.send("echo size $(cat /sys/block/vda/size)\n")
+        console.expect(r"\[linux\] size 24576\b")
+        console.send("poweroff -f\n")
+        console.expect(r"\[hv\] powering off")
+        lines = console.run_to_end()
+    assert "[hv] linux powered off (ACPI S5)" in lines
