@@ -116,7 +116,13 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
     # The VMCB's guest RAX, seen from the end of a guest record's register
     # area (where RSP points around VMRUN: hv/svm/entry.s.j2).
     constants["GUEST_VMCB_FROM_REGISTERS_END"] = GUEST.offsets["vmcb"] - 8 * len(SAVED_REGISTERS)
+    arena_start, arena_end = layout.guest_memory
     constants.update(
+        ISOLATION_ARENA_BASE=arena_start, ISOLATION_ARENA_FRAMES=(arena_end - arena_start) // hw.PAGE_SIZE,
+        FRAME_BITMAP_QWORDS=-(-(arena_end - arena_start) // hw.PAGE_SIZE // 64),
+        NESTED_TABLES_BASE=layout.nested_tables[0], NESTED_TABLES_END=layout.nested_tables[1],
+        NESTED_PRESENT_VMX=hw.EPT_RWX, NESTED_PRESENT_SVM=hw.PTE_PRESENT,
+        NESTED_ADDRESS_MASK=(1 << 52) - hw.PAGE_SIZE,
         LAYOUT_STACK_TOP=layout.stack_top,
         LAYOUT_HV_PML4=layout.hv_tables[0],
         LAYOUT_GDT_LIMIT=GDT_ENTRIES * 8 - 1,
@@ -330,6 +336,8 @@ def _hv_mappings(layout: Layout, text_size: int) -> list[tuple[int, int, int]]:
     mappings.append((hw.IOAPIC_BASE, hw.IOAPIC_BASE + page, uncached))   # it routes the PIT's NMI
     if "vmx" in layout.backends:    # external-interrupt exits end with the local APIC's EOI
         mappings.append((hw.LAPIC_BASE, hw.LAPIC_BASE + page, uncached))
+    # The run-time isolation check (hv/core/isolation.s.j2) walks the guests' EPT and NPT.
+    mappings.append((*layout.nested_tables, present | writable | nx))
     for guest in layout.guests:
         # The MMIO decoder reads a guest's instructions and page tables; a
         # restart copies the pristine image over the guest's memory.

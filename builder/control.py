@@ -16,6 +16,7 @@ COMMANDS = {
     "memory": "memory NAME SIZE",
     "disk": "disk NAME DISK grow SIZE",
     "stats": "stats NAME",
+    "check": "check",
     "quit": "quit",
     "help": "help",
 }

@@ -144,6 +144,12 @@ class Layout:
     end: int
     common_entries: int
     guest_entries: int
+    nested_tables: tuple[int, int] = (0, 0)    # [start, end): every guest's EPT and NPT pages
+
+    @property
+    def guest_memory(self) -> tuple[int, int]:
+        """[start, end) of host memory that holds the guests' memory (no holes)."""
+        return self.guests[0].memory_base, self.guests[-1].memory_base + self.guests[-1].memory_size
 
     @property
     def machine_memory(self) -> int:
@@ -234,6 +240,11 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
     }
     exit_counters = [alloc.take(f"VM exits by reason {g.name}", EXIT_COUNTERS * 8, 64)
                      for g in config.guests]
+    # One bit per frame of the guests' memory: the run-time isolation check
+    # (hv/core/isolation.s.j2) marks each frame a guest reaches.
+    guest_frames = sum(g.memory for g in config.guests) // page
+    rwdata["frame_bitmap"] = alloc.take("frames the guests reach (isolation check)",
+                                        align_up(guest_frames, 64) // 8, 8)
     if config.storage is not None:      # what the ATA driver reads the pool's header into
         rwdata["ata_buffer"] = alloc.take("ATA sector buffer", pool.HEADER_SECTORS_BYTES, 16)
         # the header as the disk holds it: as built, or with disks grown since
@@ -253,6 +264,10 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
     hv_tables = tuple(alloc.take(f"hv page table {i}", page, page) for i in range(hv_table_count(backends)))
     hv_tables += tuple(alloc.take(f"hv page table {i} mapping {g.name}", page, page)
                        for g in config.guests for i in range(guest_map_table_count(g.memory)))
+    nested_pages = sum(3 + align_up(g.memory, hw.LARGE_PAGE_SIZE) // hw.LARGE_PAGE_SIZE
+                       for g in config.guests) * (has_vmx + has_svm)
+    hv_tables += tuple(alloc.take(f"hv page table {i} mapping the nested tables", page, page)
+                       for i in range(nested_pages * page // hw.LARGE_PAGE_SIZE + 2))
     vmx, svm = {}, {}
     if has_vmx:
         vmx["io_bitmap_a"] = alloc.take("I/O bitmap A", page, page)
@@ -266,7 +281,11 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
     epts = [_nested_tables(alloc, f"EPT {g.name}", g.memory) if has_vmx else None for g in config.guests]
     npts = [_nested_tables(alloc, f"NPT {g.name}", g.memory) if has_svm else None for g in config.guests]
 
+    nested_end = alloc.next
+    nested_start = next(t.pml4 for t in epts + npts if t is not None)
+    assert nested_end - nested_start == nested_pages * page, "the nested tables are not one run"
     bases = [alloc.take(f"guest {g.name} memory", g.memory, page) for g in config.guests]
+    assert bases[-1] + config.guests[-1].memory - bases[0] == guest_frames * page, "guest memory has holes"
     pristine_images = [alloc.take(f"guest {g.name} memory as built (restarts)", g.memory, page)
                        for g in config.guests]
     guests = []
@@ -287,5 +306,6 @@ def plan(config: Config, modes: list[StartMode], common_entries: int,
     return Layout(text=text, rodata=rodata, rwdata=rwdata, stack_top=stack_top,
                   exception_stack_top=exception_stack_top, hv_tables=hv_tables,
                   backends=backends, vmx=vmx, svm=svm, guests=tuple(guests), regions=tuple(alloc.regions), mapped_end=mapped_end,
+                  nested_tables=(nested_start, nested_end),
                   end=alloc.next, common_entries=common_entries,
                   guest_entries=guest_entries)

@@ -154,6 +154,8 @@ GUEST = Record("GUEST", [
     Field("init_table", 8),      # VMX: address of the (field, value) pairs that set up the VMCS
     Field("init_count", 8),
     Field("vmcb", 8),            # SVM: physical address of the guest's VMCB
+    Field("ept_root", 8),        # VMX: its EPT's PML4 (the isolation check walks it), or 0
+    Field("npt_root", 8),        # SVM: its NPT's PML4, or 0
     Field("exit_count", 8),
     Field("exit_counters", 8),   # its VM exits by reason: EXIT_COUNTERS qwords outside the record
     Field("exit_code", 8),       # the code given with the exit hypercall
@@ -303,6 +305,8 @@ HV = Record("HV", [
     Field("physical_address_mask", 8),  # 2^MAXPHYADDR - 1 (CPUID 0x80000008), for the MTRR checks
     Field("input_guest", 8),       # guest record whose COM1 receives the console's input
     Field("input_escape", 8),      # non-zero: the last input byte was CONSOLE_INPUT_ESCAPE
+    Field("nested_root", 8),       # GUEST_EPT_ROOT or GUEST_NPT_ROOT: the backend's tables
+    Field("nested_present", 8),    # the bits that make an entry of them present
     Field("storage_state", 8),     # STORAGE_*: what the ATA driver found (hv/drivers/ata.s.j2)
     Field("storage_sectors", 8),   # the pool disk's sectors (IDENTIFY DEVICE)
     Field("console_typed", 8),     # non-zero: the guest with the input was typed into; its output streams

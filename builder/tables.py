@@ -171,6 +171,7 @@ def guest_record(layout: Layout, guest: GuestLayout, max_restarts: int,
                         hw.UART_LSR_THRE | hw.UART_LSR_TEMT, hw.UART_MSR_IDLE, 0])
     restart = guest.restart
     return GUEST.pack(share=share, vmcs=guest.vmcs or 0, init_table=guest.vmcs_init or 0,
+                      ept_root=guest.ept.pml4 if guest.ept else 0, npt_root=guest.npt.pml4 if guest.npt else 0,
                       exit_counters=guest.exit_counters,
                       init_count=layout.guest_entries, vmcb=guest.vmcb or 0, state=GUEST_RUNNABLE,
                       name=guest.name.encode(), uart_regs=uart_reset,

@@ -186,18 +186,22 @@ def test_the_hypervisor_maps_only_itself_with_w_xor_x(three):
         # a guest's memory writable (a restart copies its pristine image over
         # it; the MMIO decoder reads instructions and page tables there), that
         # image read-only, every page of both and neither executable; its EPT
-        # and NPT not at all
+        # and NPT writable, not executable (the run-time isolation check walks them)
         mapped = [a for a in pages if guest.memory_base <= a < guest.memory_base + guest.memory_size]
         pristine = [a for a in pages if guest.restart.image <= a < guest.restart.image + guest.memory_size]
         assert len(mapped) == len(pristine) == guest.memory_size // PAGE
         assert all(pages[a] & hw.PTE_WRITABLE and pages[a] & hw.PTE_NX for a in mapped)
         assert not any(pages[a] & hw.PTE_WRITABLE for a in pristine)
-        assert guest.ept.pml4 not in pages and guest.npt.pml4 not in pages
+        for tables in (guest.ept, guest.npt):
+            for table in (tables.pml4, tables.pdpt, tables.pd, *tables.pts):
+                assert pages[table] & hw.PTE_WRITABLE and pages[table] & hw.PTE_NX
         assert pages[guest.vmcb] & hw.PTE_WRITABLE and pages[guest.vmcs] & hw.PTE_WRITABLE
-    # Beyond itself only the I/O APIC (the SVM time slice) and the local
-    # APIC (the EOI of a host interrupt under VMX), uncached.
+    # Beyond itself and the guests' nested tables only the I/O APIC (the SVM
+    # time slice) and the local APIC (the EOI of a host interrupt under
+    # VMX), uncached.
     guest_pages = {a for g in layout.guests for base in (g.memory_base, g.restart.image)
                    for a in range(base, base + g.memory_size, PAGE)}
+    guest_pages |= set(range(*layout.nested_tables, PAGE))
     outside = [a for a in pages if a >= layout.mapped_end and a not in guest_pages]
     assert outside == [hw.IOAPIC_BASE, hw.LAPIC_BASE]
     assert all(pages[page] & hw.PTE_PCD for page in outside)
