@@ -1,12 +1,16 @@
 """The storage pool at run time (issue 11, first part): hvrun attaches the
 pool file as the ATA disk the hypervisor drives (hv/drivers/ata.s.j2),
 and at boot the hypervisor checks that the disk holds the pool this image
-was built for, byte for byte its header, before it would serve any disk.
-The guests run whatever it finds."""
+was built for, byte for byte its header (or that header with disks grown
+at run time since), before it would serve any disk.  The guests run
+whatever it finds."""
+
+from dataclasses import replace
 
 import pytest
 from harness import boot_to_end, booted, build_image, guest_table
 
+from builder import pool
 from builder.errors import BuildError
 
 pytestmark = pytest.mark.boot
@@ -69,4 +73,36 @@ def test_a_pool_serves_one_machine_at_a_time(tmp_path):
         console.expect(r"\[hv\] powering off")
         lines = console.run_to_end()
     assert FOUND in lines
+    assert ended(lines)
+
+
+def rewritten(path, change):
+    """The pool's header with `change(extent, header) -> (extent, generation)` applied."""
+    header = pool.read(path)
+    extent, generation = change(header.extents[0], header)
+    with open(path, "r+b") as stream:
+        stream.write(pool.pack(pool.Header(header.size, generation, (extent,))))
+
+
+GROWN_HEADERS = {   # alpha/root is [1M, 3M) of the 4M pool
+    "grown into the free space": (lambda e, h: (replace(e, size=e.size + pool.MIB), h.generation + 1), True),
+    "shrunk": (lambda e, h: (replace(e, size=e.size - pool.MIB), h.generation + 1), False),
+    "not whole MiB": (lambda e, h: (replace(e, size=e.size + 512), h.generation + 1), False),
+    "past the pool's end": (lambda e, h: (replace(e, size=e.size + 2 * pool.MIB), h.generation + 1), False),
+    "an older generation": (lambda e, h: (replace(e, size=e.size + pool.MIB), h.generation - 1), False),
+    "moved": (lambda e, h: (replace(e, start=e.start + pool.MIB), h.generation + 1), False),
+    "renamed": (lambda e, h: (replace(e, disk="data"), h.generation + 1), False),
+}
+
+
+@pytest.mark.parametrize("case", GROWN_HEADERS)
+def test_only_a_header_with_disks_grown_since_the_build_serves(tmp_path, target, case):
+    """At run time a disk grows (the control console's disk command); the
+    image then serves the pool whose header is its build's with grown
+    disks, and nothing else that differs."""
+    image = build_image(tmp_path, storage() + GUESTS)
+    change, serves = GROWN_HEADERS[case]
+    rewritten(tmp_path / "pool.img", change)
+    lines = boot_to_end(image, target)
+    assert (FOUND[:-1] + ", grown at run time)" if serves else FOREIGN) in lines
     assert ended(lines)
