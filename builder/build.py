@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder import (cmos, control, cpuid, devices, elf, pool, fw_cfg, hw, isolation, msrs, paging, svm, tables,
-                     vcpu, virtio, vmcs)
+                     resources, vcpu, virtio, vmcs)
 from builder.assemble import assemble
 from builder.config import Config
 from builder.errors import BuildError
@@ -36,7 +36,7 @@ from builder.layout import (
     align_up,
     plan,
 )
-from builder.render import PROJECT_ROOT, render
+from builder.render import render
 from builder.structs import (
     CAPS,
     GUEST,
@@ -52,7 +52,7 @@ from builder.structs import (
 )
 
 HV_TEMPLATE = "hv/hypervisor.s.j2"
-GRUB_CFG = PROJECT_ROOT / "qemu" / "grub.cfg"
+GRUB_CFG = resources.root() / "qemu" / "grub.cfg"
 ISO_TIMEOUT_S = 120
 ISO_EPOCH = 946684800           # 2000-01-01, the date every ISO of ours carries
 ISO_UUID_DATE = "2000010100000000"

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from builder import build, config
+from builder import build, config, resources
 from builder.errors import BuildError
 
 EXIT_USER_ERROR = 2
@@ -23,6 +23,7 @@ def hvbuild(argv: list[str] | None = None) -> int:
                         help="write only hv.elf and the report, not the GRUB ISO")
     parser.add_argument("--release", action="append", default=[], metavar="GUEST/DISK",
                         help="free a disk the config no longer has in the storage pool (its data is lost)")
+    parser.add_argument("--version", action="version", version=f"hvbuild {resources.version()}")
     args = parser.parse_args(argv)
     try:
         result = build.build(config.load(args.config), release=tuple(args.release))

@@ -43,10 +43,9 @@ import pexpect
 import pexpect.fdpexpect
 from elftools.elf.elffile import ELFFile
 
-from builder import control, hw, pool
+from builder import control, hw, pool, resources
 from builder.build import POOL_POINTER, make_iso
 from builder.errors import BuildError
-from builder.render import PROJECT_ROOT
 
 DEFAULT_TIMEOUT_S = 120
 MIN_MACHINE_MIB = 32            # GRUB and the BIOS need room of their own
@@ -54,7 +53,7 @@ GRUB_HEADROOM_MIB = 16
 POWER_OFF_LINE = "[hv] powering off"
 FAILURE_PREFIXES = ("[hv] fatal:", "[hv] PANIC:")
 PR_SET_PDEATHSIG = 1
-TARGETS_FILE = PROJECT_ROOT / "qemu" / "targets.toml"
+TARGETS_FILE = resources.root() / "qemu" / "targets.toml"
 EMULATOR_COMMANDS = {"qemu": "qemu-system-x86_64", "bochs": "bochs"}
 DEBIAN_PACKAGES = {"qemu": "qemu-system-x86", "bochs": "bochs bochsbios vgabios bochs-term"}
 
@@ -377,7 +376,7 @@ class Run:
             make_iso(self.elf_path, iso)
         serial, ours, theirs = self._serial_line()
         control, control_ours, control_theirs = self._serial_line()
-        environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(PROJECT_ROOT / "qemu")),
+        environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resources.root() / "qemu")),
                                          undefined=jinja2.StrictUndefined)
         # Bochs takes the clock's start as seconds since 1970 and shows it in
         # local time: in UTC, for it.
