@@ -122,7 +122,6 @@ def asm_constants(config: Config, layout: Layout) -> dict[str, int]:
         FRAME_BITMAP_QWORDS=-(-(arena_end - arena_start) // hw.PAGE_SIZE // 64),
         NESTED_TABLES_BASE=layout.nested_tables[0], NESTED_TABLES_END=layout.nested_tables[1],
         NESTED_PRESENT_VMX=hw.EPT_RWX, NESTED_PRESENT_SVM=hw.PTE_PRESENT,
-        NESTED_ADDRESS_MASK=(1 << 52) - hw.PAGE_SIZE,
         LAYOUT_STACK_TOP=layout.stack_top,
         LAYOUT_HV_PML4=layout.hv_tables[0],
         LAYOUT_GDT_LIMIT=GDT_ENTRIES * 8 - 1,

@@ -247,7 +247,6 @@ GUEST = Record("GUEST", [
 # so that nothing the request writes into that memory can change what it
 # does next.
 VIRTIO_REQUEST = Record("BLK_REQUEST", [
-    Field("desc", 8),            # host address of the queue's descriptor table
     Field("head", 4),            # the chain's first descriptor
     Field("count", 4),           # descriptors in `chain`
     Field("readable", 8),        # bytes of its device-readable descriptors

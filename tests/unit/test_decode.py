@@ -18,11 +18,12 @@ from capstone.x86 import X86_OP_IMM, X86_OP_MEM, X86_OP_REG
 from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
 from unicorn import x86_const as reg
 
-from builder import mmio
+from builder import hw, mmio
 from builder.assemble import assemble
 from builder.render import render
 from builder.structs import (
     GUEST,
+    HV,
     MMIO_ACCESS,
     MMIO_EXTEND_NONE,
     MMIO_EXTEND_SIGN,
@@ -47,6 +48,8 @@ BUFFER_END = 0x300000 + PAGE        # the instruction bytes end where an unmappe
 RECORD = 0x310000 + PAGE - MMIO_ACCESS.size    # the record ends at an unmapped page too
 FETCH_BUFFER = 0x320000 + PAGE - 15
 GUEST_RECORD = 0x330000
+NESTED_TABLES = 0x340000            # the guest's second-level tables: PML4, PDPT, PD, one PT
+HV_RECORD = 0x350000                # the hypervisor's record: which tables, which present bit
 GUEST_MEMORY = 0x1000000
 GUEST_MEMORY_MAPPED = 0x100000      # what unicorn maps there; a guest's memory_size is at most this
 SEED = 20261201
@@ -69,7 +72,7 @@ class Routines:
     called through tests/unit/call_harness.s.j2."""
 
     def __init__(self) -> None:
-        assembly = mmio.standalone(CODE)
+        assembly = mmio.standalone(CODE, HV_RECORD)
         harness = assemble(render("tests/unit/call_harness.s.j2", {
             **HARNESS_RECORD.asm_constants(), "HARNESS_IN": HARNESS_IN, "HARNESS_OUT": HARNESS_OUT,
             "HARNESS_STACK_TOP": STACK_TOP, "HARNESS_SLOT": 8}, registers=GPRS), HARNESS, "harness")
@@ -79,6 +82,7 @@ class Routines:
         for base, size in ((CODE, 0x10000), (HARNESS, 0x20000), (STACK_TOP - 0x4000, 0x4000),
                            (BUFFER_END - PAGE, PAGE), (RECORD & ~(PAGE - 1), PAGE),
                            (FETCH_BUFFER & ~(PAGE - 1), PAGE), (GUEST_RECORD, PAGE),
+                           (NESTED_TABLES, 4 * PAGE), (HV_RECORD, PAGE),
                            (GUEST_MEMORY, GUEST_MEMORY_MAPPED)):
             self.uc.mem_map(base, size)
         self.uc.mem_write(CODE, assembly.code)
@@ -376,7 +380,18 @@ class Guest:
         self.routines, self.memory, self.size = routines, memory, size
         self.cr = {"r8": cr0, "r9": cr3, "r10": cr4, "r11": efer}
         routines.uc.mem_write(GUEST_MEMORY, memory.ljust(GUEST_MEMORY_MAPPED, b"\0"))
-        routines.uc.mem_write(GUEST_RECORD, GUEST.pack(memory_base=GUEST_MEMORY, memory_size=size))
+        routines.uc.mem_write(GUEST_RECORD, GUEST.pack(memory_base=GUEST_MEMORY, memory_size=size,
+                                                       npt_root=NESTED_TABLES))
+        # The guest's memory as the hypervisor reaches it: nested tables
+        # mapping guest-physical [0, size) onto GUEST_MEMORY page by page.
+        present = hw.PTE_PRESENT
+        tables = bytearray(4 * PAGE)
+        for level in range(3):                      # PML4[0] -> PDPT, PDPT[0] -> PD, PD[0] -> PT
+            struct.pack_into("<Q", tables, level * PAGE, NESTED_TABLES + (level + 1) * PAGE | present)
+        for page in range(0, size, PAGE):
+            struct.pack_into("<Q", tables, 3 * PAGE + page // PAGE * 8, GUEST_MEMORY + page | present)
+        routines.uc.mem_write(NESTED_TABLES, bytes(tables))
+        routines.uc.mem_write(HV_RECORD, HV.pack(nested_root=GUEST.offsets["npt_root"], nested_present=present))
 
     def translate(self, linear: int) -> int | None:
         failed, after = self.routines.call("guest_linear_to_physical", rdi=linear, rbx=GUEST_RECORD,
@@ -442,8 +457,9 @@ def test_walk_and_fetch_agree_with_the_sdm_walk_on_random_tables(routines, mode)
     rng = random.Random(f"{SEED} {mode}")
     translated = refused = fetched_short = 0
     for _ in range(6):
-        # a size off a page multiple puts the last entries half outside
-        size = rng.choice((0x20000, 0x40000, 0x20000 - 4, 0x10000 + 8))
+        # a guest's memory is whole pages (config GUEST_MEMORY_GRANULE), which
+        # its second-level tables map: entries and fetches near its end
+        size = rng.choice((0x20000, 0x40000, 0x20000 - PAGE, 0x10000 + PAGE))
         memory = random_entries(rng, size, settings["width"])
         cr3 = rng.randrange(size // PAGE) << 12 | rng.choice((0, 0x18, 0x20 * rng.randrange(128)))
         guest = Guest(routines, memory, size, settings["cr0"], cr3, settings["cr4"], settings["efer"])
@@ -562,8 +578,8 @@ def test_fetch_crosses_pages_and_stops_where_the_next_one_is_unmapped(routines):
     assert guest.fetch(0x10FF9) == code
     assert guest.fetch(0x11FFC) == t.memory[0x6FFC:0x7000]  # linear 0x12000 is not mapped
     assert guest.fetch(0x12000) == b""
-    guest = Guest(routines, bytes(t.memory), 0x6004, 0, 0)   # paging off: stops at the memory's end
-    assert guest.fetch(0x5FFA) == t.memory[0x5FFA:0x6004]
+    guest = Guest(routines, bytes(t.memory), 0x6000, 0, 0)   # paging off: stops at the memory's end
+    assert guest.fetch(0x5FFA) == t.memory[0x5FFA:0x6000]
 
 
 def test_an_entry_in_the_last_bytes_of_guest_memory_is_read_and_one_past_it_is_not(routines):
@@ -575,5 +591,5 @@ def test_an_entry_in_the_last_bytes_of_guest_memory_is_read_and_one_past_it_is_n
     guest = Guest(routines, bytes(t.memory), size, CR0_PG, 0x2000, CR4_PAE, EFER_LMA)
     assert guest.translate(0xFFFF_FF80_0000_0000 | 0x1FE << 30 | 0x1234) is not None
     assert guest.translate(0xFFFF_FF80_0000_0000 | 0x1FF << 30) is None
-    guest = Guest(routines, bytes(t.memory), size - 1, CR0_PG, 0x2000, CR4_PAE, EFER_LMA)
-    assert guest.translate(0xFFFF_FF80_0000_0000 | 0x1FE << 30) is None
+    guest = Guest(routines, bytes(t.memory), size - PAGE, CR0_PG, 0x2000, CR4_PAE, EFER_LMA)
+    assert guest.translate(0xFFFF_FF80_0000_0000 | 0x1FE << 30) is None   # its page is not the guest's
