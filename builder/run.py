@@ -677,10 +677,27 @@ def default_control_socket(image: Path) -> Path:
     return Path(os.environ.get("HVCTL_SOCKET", image.parent / control.SOCKET_NAME))
 
 
+def quick_image(args: argparse.Namespace, scratch: Path) -> Path:
+    """The image `--kernel` boots, built in `scratch` (builder/quick.py); an
+    ISO too when the target, given or not, may be Bochs."""
+    from builder import quick
+    bochs = args.target is None or TARGETS[args.target].emulator == "bochs"
+    return quick.build_kernel_image(scratch, args.kernel, args.initrd, args.append, args.memory,
+                                    args.beside, iso=bochs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hvrun", description="Boot an hvbuild image in an emulator.")
-    parser.add_argument("image", type=Path, nargs="?", default=Path("build/hv.elf"),
+    parser.add_argument("image", type=Path, nargs="?",
                         help="hv.elf from hvbuild (default: build/hv.elf); hv.iso beside it is used")
+    parser.add_argument("--kernel", type=Path,
+                        help="boot this kernel instead, as the one guest of an image built for it: a Linux "
+                             "bzImage, a multiboot or another ELF kernel")
+    parser.add_argument("--initrd", type=Path, help="with --kernel (Linux): its initrd")
+    parser.add_argument("--append", help="with --kernel: its command line (Linux default: console=ttyS0)")
+    parser.add_argument("--memory", help="with --kernel: its memory, e.g. 64M (default 256M)")
+    parser.add_argument("--beside", metavar="BUILTIN",
+                        help="with --kernel: a builtin guest beside it, e.g. heartbeat")
     parser.add_argument("--target", choices=sorted(TARGETS), help="force a target")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help=f"seconds before the run is killed (default {DEFAULT_TIMEOUT_S})")
@@ -690,6 +707,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="where hvctl reaches the control console "
                              "(default: $HVCTL_SOCKET, else control.sock beside the image)")
     args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="hvrun-kernel-") as scratch:
+        return _main(args, Path(scratch))
+
+
+def _main(args: argparse.Namespace, scratch: Path) -> int:
+    quick = (args.initrd, args.append, args.memory, args.beside)
+    if args.kernel is None and any(option is not None for option in quick):
+        print("hvrun: error: --initrd, --append, --memory and --beside go with --kernel", file=sys.stderr)
+        return 2
+    if args.kernel is not None and args.image is not None:
+        print("hvrun: error: give an image or --kernel, not both", file=sys.stderr)
+        return 2
+    if args.kernel is not None:
+        try:
+            args.image = quick_image(args, scratch)
+        except BuildError as error:
+            print(f"hvrun: error: {error}", file=sys.stderr)
+            return 2
+    args.image = args.image or Path("build/hv.elf")
     if not args.image.is_file():
         print(f"hvrun: error: {args.image}: no such image (run hvbuild first)", file=sys.stderr)
         return 2

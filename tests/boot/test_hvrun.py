@@ -71,3 +71,49 @@ def test_hvrun_passes_when_every_expected_exit_code_is_met(tmp_path):
     assert done.returncode == 0, done.stderr
     table = done.stdout.split("hvrun: verdicts\n")[1].splitlines()
     assert table[3].split()[-1] == "-"          # no expectation: no verdict
+
+
+def test_hvrun_boots_your_own_kernel_with_no_config(tmp_path):
+    """hvrun --kernel, as qemu-system-x86_64 -kernel: the small Linux test
+    kernel with its initrd, a heartbeat guest beside it, in an image built
+    on the fly (builder/quick.py)."""
+    from guests.linux import assets
+    done = hvrun("--kernel", assets.small_kernel(), "--initrd", assets.initramfs(), "--memory", "48M",
+                 "--append", "console=ttyS0 init.work=10", "--beside", "heartbeat", "--target", "qemu")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "[kernel] init: cmdline console=ttyS0 init.work=10" in lines
+    assert "[hv] kernel powered off (ACPI S5)" in lines
+    assert "[beside] heartbeat 10" in lines
+    assert lines[-1] == "[hv] powering off"
+
+
+def test_hvrun_boots_a_multiboot_kernel_with_its_command_line(tmp_path):
+    elf = binutils_guest(tmp_path, "acpi_kernel.S", bits=32, link_address=0x100000)
+    done = hvrun("--kernel", elf, "--memory", "2M", "--append", "hello", "--target", "qemu")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "[hv] kernel powered off (ACPI S5)" in lines, lines[-12:]
+    refused = hvrun("--kernel", elf, "--beside", "nobody")
+    assert refused.returncode == 2 and "--beside: unknown builtin guest 'nobody'" in refused.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--kernel", "README.md"), "README.md: not a kernel hvrun can boot: neither a Linux bzImage"),
+    (("--kernel", "nothing.bin"), "nothing.bin: No such file or directory"),
+    (("--initrd", "x"), "--initrd, --append, --memory and --beside go with --kernel"),
+    (("build/hv.elf", "--kernel", "README.md"), "give an image or --kernel, not both"),
+])
+def test_hvrun_kernel_refuses_what_it_cannot_boot(args, message):
+    done = hvrun(*args)
+    assert done.returncode == 2
+    assert message in done.stderr, done.stderr
+
+
+def test_hvrun_boots_a_plain_elf_kernel_in_the_mode_of_its_class(tmp_path):
+    elf = binutils_guest(tmp_path, "elf64_hello.S", bits=64)
+    done = hvrun("--kernel", elf, "--memory", "4M", "--target", "qemu")
+    assert done.returncode == 0, done.stderr
+    assert "[hv] kernel exited with code 0" in done.stdout.splitlines()
+    refused = hvrun("--kernel", elf, "--append", "x")
+    assert refused.returncode == 2 and "a plain ELF kernel takes no command line" in refused.stderr
