@@ -27,8 +27,6 @@ from typing import Any
 
 import pytest
 
-from builder import build, config
-
 TARGETS = ("qemu", "bochs", "bochs-svm")       # the emulated targets; kvm where a machine nests
 DEFAULT_TIMEOUT_S = 120.0
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -126,6 +124,7 @@ def _toml_value(value: Any) -> str:
 @pytest.fixture
 def hvboot(tmp_path: Path, request: pytest.FixtureRequest):
     """Build and boot a config; see the module's documentation."""
+    from builder import build, config      # imported when used: a plugin loads before every test run
     from builder.run import TARGETS as RUN_TARGETS
     from builder.run import Run, choose_target
     runs = contextlib.ExitStack()

@@ -242,11 +242,12 @@ GUEST = Record("GUEST", [
     Field("line", GUEST_LINE_SIZE),
 ])
 
-# The block request the hypervisor is serving (hv/devices/virtio_blk.s.j2):
-# its descriptor chain as read once from the guest's memory and checked,
-# so that nothing the request writes into that memory can change what it
-# does next.
-VIRTIO_REQUEST = Record("BLK_REQUEST", [
+# The virtio request the hypervisor is serving (hv/devices/virtio_mmio.s.j2
+# virtio_queue_serve, virtio_chain): its descriptor chain as read once from
+# the guest's memory and checked, so that nothing the request writes into
+# that memory can change what it does next; then what the device
+# (virtio_blk.s.j2, virtio_balloon.s.j2) keeps of it.
+VIRTIO_REQUEST = Record("REQ", [
     Field("head", 4),            # the chain's first descriptor
     Field("count", 4),           # descriptors in `chain`
     Field("readable", 8),        # bytes of its device-readable descriptors

@@ -113,5 +113,5 @@ def asm_constants() -> dict[str, int]:
             "VIRTIO_VENDOR": VENDOR_ID, "VIRTIO_DEVICES_MAX": DEVICES_MAX, "VIRTIO_QUEUE_SIZE": QUEUE_SIZE,
             "VIRTIO_BLK_DATA_MAX": BLK_DATA_MAX,
             # keystone takes one symbol per memory operand
-            "BLK_REQUEST_HEADER_TYPE": VIRTIO_REQUEST.offsets["header"] + hw.VIRTIO_BLK_OUTHDR_TYPE,
-            "BLK_REQUEST_HEADER_SECTOR": VIRTIO_REQUEST.offsets["header"] + hw.VIRTIO_BLK_OUTHDR_SECTOR, "VIRTIO_BAD_REQUESTS_LOGGED": BAD_REQUESTS_LOGGED}
+            "REQ_HEADER_TYPE": VIRTIO_REQUEST.offsets["header"] + hw.VIRTIO_BLK_OUTHDR_TYPE,
+            "REQ_HEADER_SECTOR": VIRTIO_REQUEST.offsets["header"] + hw.VIRTIO_BLK_OUTHDR_SECTOR, "VIRTIO_BAD_REQUESTS_LOGGED": BAD_REQUESTS_LOGGED}

@@ -1,0 +1,1 @@
+"""hvbuild: the Python toolchain that builds and runs the hypervisor image."""
