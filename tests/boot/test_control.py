@@ -83,8 +83,7 @@ def test_commands_manage_the_running_guests(tmp_path, target):
         # stop: the guest ends, and stays ended; restart brings it back.
         assert control.command("stop beta") == "ok beta stopped"
         console.expect(re.escape(f"[hv] beta stopped: {STOP_REASON}"))
-        stopped = listed(control)["beta"]
-        assert stopped["state"] == "stopped"
+        assert listed(control)["beta"]["state"] == "stopped"
         for command in ("stop beta", "pause beta"):
             assert control.command(command) == "error: beta has ended (restart starts it again)"
         assert control.command("restart beta") == "ok beta restarted"
@@ -101,10 +100,6 @@ def test_commands_manage_the_running_guests(tmp_path, target):
     assert [(v.guest, v.ended) for v in verdicts(lines)] == [
         ("alpha", f"stopped: {QUIT_REASON}"), ("beta", f"stopped: {QUIT_REASON}")]
     assert "[hv] control: restart beta" in lines
-    # A restart keeps the guest's first entry: it came long before the
-    # restart, earlier than the CPU time the guest had run by then.
-    first = int(re.search(r"\[hv\] summary: beta .* first entry at cycle (\d+)", console.text)[1])
-    assert first < stopped["cpu"], (first, stopped)
 
 
 # A bad command answers an error and changes nothing.
