@@ -40,19 +40,29 @@ LOW_MEMORY_HOLE_END = 0x100000
 LOADER_NAME = b"hvbuild\0"
 
 
-def header_flags(data: bytes, where: str, name: str) -> int:
-    """The flags of the multiboot header in the first 8 KiB of the file:
-    one line naming the file if there is none, or if the kernel requires
-    what this loader does not do."""
+def find_header(data: bytes) -> int | None:
+    """The offset of the multiboot header (magic, flags, checksum) in the
+    file's first 8 KiB, or None."""
     limit = min(len(data), hw.MULTIBOOT_SEARCH_LIMIT) - 12
     for offset in range(0, limit + 1, HEADER_ALIGN):
         magic, flags, checksum = struct.unpack_from("<III", data, offset)
         if magic == hw.MULTIBOOT_HEADER_MAGIC and (magic + flags + checksum) & 0xFFFFFFFF == 0:
-            unsupported = flags & HEADER_REQUIRED_MASK & ~HEADER_SUPPORTED
-            if unsupported:
-                raise BuildError(where, f"{name}: the kernel requires multiboot features this loader "
-                                 f"lacks (header flags {unsupported:#x}; video modes are not offered)")
-            return flags
+            return offset
+    return None
+
+
+def header_flags(data: bytes, where: str, name: str) -> int:
+    """The flags of the multiboot header in the first 8 KiB of the file:
+    one line naming the file if there is none, or if the kernel requires
+    what this loader does not do."""
+    offset = find_header(data)
+    if offset is not None:
+        flags = struct.unpack_from("<I", data, offset + 4)[0]
+        unsupported = flags & HEADER_REQUIRED_MASK & ~HEADER_SUPPORTED
+        if unsupported:
+            raise BuildError(where, f"{name}: the kernel requires multiboot features this loader "
+                             f"lacks (header flags {unsupported:#x}; video modes are not offered)")
+        return flags
     raise BuildError(where, f"{name}: no multiboot header (magic {hw.MULTIBOOT_HEADER_MAGIC:#x} with a valid "
                      f"checksum) in its first {hw.MULTIBOOT_SEARCH_LIMIT} bytes")
 

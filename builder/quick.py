@@ -10,10 +10,9 @@ class says).
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
-from builder import build, config, hw, linux
+from builder import build, config, linux, multiboot
 from builder.errors import BuildError
 
 GUEST_NAME = "kernel"
@@ -36,11 +35,7 @@ def kind(path: Path) -> str:
     if data[:4] != ELF_MAGIC:
         raise BuildError(str(path), "not a kernel hvrun can boot: neither a Linux bzImage (no \"HdrS\" "
                          "setup header) nor an ELF file")
-    head = data[:hw.MULTIBOOT_SEARCH_LIMIT]
-    for offset in range(0, len(head) - 3, 4):
-        if struct.unpack_from("<I", head, offset)[0] == hw.MULTIBOOT_HEADER_MAGIC:
-            return "multiboot"
-    return "elf"
+    return "multiboot" if multiboot.find_header(data) is not None else "elf"
 
 
 def config_text(kernel: Path, initrd: Path | None, append: str | None, memory: str | None,

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from builder import build, config
+from builder.pytest_plugin import TARGETS as PLUGIN_TARGETS
 from builder.run import TARGETS, Run
 
 TESTS = Path(__file__).resolve().parent
@@ -93,7 +94,7 @@ def guest_lines(lines: list[str], name: str) -> list[str]:
 # The boot-level tests run on every target: VMX in Bochs, SVM in QEMU's
 # software CPU (no NRIPS) and SVM in Bochs' AMD model (with NRIPS).  What
 # differs is named here; every assertion is the same.
-BOOT_TARGETS = ("bochs", "qemu", "bochs-svm")
+BOOT_TARGETS = PLUGIN_TARGETS           # one list: the plugin's (builder/pytest_plugin.py)
 BACKEND_OF = {"bochs": "vmx", "qemu": "svm", "bochs-svm": "svm"}
 # The TSC's rate: in Bochs one instruction is one tick and `ips` sets
 # virtual time; in QEMU -icount shift=0 one instruction is 1 ns.

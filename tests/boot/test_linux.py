@@ -192,6 +192,7 @@ def test_debians_stock_kernel_boots_to_init_on_bochs(tmp_path, stock_kernel, ini
 
 
 SHELL_READY_TRIES = 10
+SHELL_READY_WAIT_S = 15          # per try: a loaded machine (the other worker in Bochs) is slow
 
 
 def shell_ready(console, name):
@@ -200,7 +201,7 @@ def shell_ready(console, name):
     for attempt in range(SHELL_READY_TRIES):
         console.send(f"echo {name} ready {attempt} $((2 + 2))\n")
         try:
-            console.expect(rf"\[{name}\] {name} ready {attempt} 4\b", timeout=5)
+            console.expect(rf"\[{name}\] {name} ready {attempt} 4\b", timeout=SHELL_READY_WAIT_S)
             return
         except pexpect.TIMEOUT:
             continue
@@ -219,7 +220,9 @@ def test_a_user_types_into_one_linux_shell_at_a_time(tmp_path, small_kernel, ini
     shell = f"{CONSOLE} init.then=shell"
     config = (guest_table("left", LINUX_MEMORY, linux=small_kernel, initrd=initramfs, cmdline=shell)
               + guest_table("right", LINUX_MEMORY, linux=small_kernel, initrd=initramfs, cmdline=shell))
-    with booted(build_image(tmp_path, config), "qemu", timeout=LINUX_TIMEOUT_S["qemu"]) as console:
+    # Two kernels and a typing session: beside a Bochs test on the other
+    # worker this takes several times its usual 20 s, so it gets more.
+    with booted(build_image(tmp_path, config), "qemu", timeout=3 * LINUX_TIMEOUT_S["qemu"]) as console:
         started = set()
         while len(started) < 2:                  # in whichever order the kernels get there
             started.add(re.match(r"\[(\w+)\]", console.expect(r"\[(?:left|right)\] init: shell"))[1])
